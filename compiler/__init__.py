@@ -1,0 +1,1 @@
+"""losscc: compile loss specs (SymPy) into Numba kernels and LaTeX documentation."""

@@ -1,0 +1,131 @@
+"""Stage 2, derive: the per-element loss of every variant and its derivatives, by sympy.diff.
+
+A variant fixes the value of every Flag and whether each OptionalTensor is given. Reductions
+are derived too: a reduced loss is f(S, D) of the sum S of the element losses and a
+denominator D; the gradient of element i is df/dS times the element's own derivative.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import sympy
+
+from .lang import BatchSize, Count, Denominator, Flag, Loss, OptionalTensor, Real, SumOf, Tensor
+from .printer import SpecError
+
+SUM_SYMBOL = sympy.Symbol("S", real=True)
+DENOMINATOR_SYMBOL = sympy.Symbol("D", positive=True)
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str  # e.g. 'full_log_input_weight': used in kernel names, stable and sorted
+    flags: tuple[tuple[str, bool], ...]
+    present: tuple[tuple[str, bool], ...]  # optional tensors given or not
+    arrays: tuple[str, ...]  # tensors the kernel reads, in signature order
+    reals: tuple[str, ...]
+    symbols: dict[str, sympy.Symbol]
+    loss: sympy.Expr
+    gradients: tuple[tuple[str, sympy.Expr], ...]  # (tensor name, d loss / d tensor)
+
+    def hessian_diagonal(self) -> tuple[tuple[str, sympy.Expr], ...]:
+        """Second derivatives d^2 loss / d tensor^2, for second-order (boosting) objectives."""
+        return tuple((name, sympy.diff(grad, self.symbols[name])) for name, grad in self.gradients)
+
+
+@dataclass(frozen=True)
+class ReductionRule:
+    name: str  # 'none', 'sum', 'mean', or an extra reduction
+    denominator: Denominator | None
+    value: sympy.Expr  # f(S, D)
+    coefficient: sympy.Expr  # df/dS
+
+
+def symbols_for(spec: Loss) -> dict[str, sympy.Symbol]:
+    return {
+        p.name: sympy.Symbol(p.name, real=True)
+        for p in spec.params
+        if isinstance(p, (Tensor, OptionalTensor, Real))
+    }
+
+
+def variants(path: Path, spec: Loss) -> list[Variant]:
+    flags = [p for p in spec.params if isinstance(p, Flag)]
+    optional = [p for p in spec.params if isinstance(p, OptionalTensor)]
+    symbols = symbols_for(spec)
+    result = []
+    for flag_values in itertools.product((False, True), repeat=len(flags)):
+        for present_values in itertools.product((False, True), repeat=len(optional)):
+            flag_pairs = tuple((f.name, v) for f, v in zip(flags, flag_values))
+            present_pairs = tuple((o.name, v) for o, v in zip(optional, present_values))
+            result.append(_variant(path, spec, symbols, flag_pairs, present_pairs))
+    return result
+
+
+def _variant(
+    path: Path,
+    spec: Loss,
+    symbols: dict[str, sympy.Symbol],
+    flags: tuple[tuple[str, bool], ...],
+    present: tuple[tuple[str, bool], ...],
+) -> Variant:
+    given = dict(present)
+    neutral = {p.name: p.neutral for p in spec.params if isinstance(p, OptionalTensor)}
+    arguments: dict[str, object] = {}
+    arrays: list[str] = []
+    reals: list[str] = []
+    for p in spec.params:
+        if isinstance(p, Tensor):
+            arguments[p.name] = symbols[p.name]
+            arrays.append(p.name)
+        elif isinstance(p, OptionalTensor):
+            arguments[p.name] = symbols[p.name] if given[p.name] else sympy.Integer(neutral[p.name])
+            if given[p.name]:
+                arrays.append(p.name)
+        elif isinstance(p, Real):
+            arguments[p.name] = symbols[p.name]
+            reals.append(p.name)
+        elif isinstance(p, Flag):
+            arguments[p.name] = dict(flags)[p.name]
+    try:
+        loss = sympy.sympify(spec.element(**arguments))
+    except Exception as error:
+        raise SpecError(f"{path}: field 'element': building the loss failed: {type(error).__name__}: {error}") from error
+    if not isinstance(loss, sympy.Expr):
+        raise SpecError(f"{path}: field 'element': returned {type(loss).__name__}, not a SymPy expression")
+    allowed = {symbols[n] for n in arrays + reals}
+    stray = loss.free_symbols - allowed
+    if stray:
+        raise SpecError(f"{path}: field 'element': unknown symbols {sorted(map(str, stray))}")
+    gradients = tuple(
+        (p.name, sympy.diff(loss, symbols[p.name]))
+        for p in spec.params
+        if isinstance(p, Tensor) and p.differentiable
+    )
+    on = [name for name, value in flags if value] + [name for name, value in present if value]
+    key = "_".join(sorted(on)) or "plain"
+    return Variant(key, flags, present, tuple(arrays), tuple(reals), symbols, loss, gradients)
+
+
+def reductions(spec: Loss) -> list[ReductionRule]:
+    rules: list[tuple[str, Denominator | None]] = [("none", None), ("sum", None), ("mean", spec.mean)]
+    rules += list(spec.extra_reductions)
+    result = []
+    for name, denominator in rules:
+        value = SUM_SYMBOL if denominator is None else SUM_SYMBOL / DENOMINATOR_SYMBOL
+        result.append(ReductionRule(name, denominator, value, sympy.diff(value, SUM_SYMBOL)))
+    return result
+
+
+def denominator_kind(rule: Denominator | None) -> tuple[str, str] | None:
+    if rule is None:
+        return None
+    if isinstance(rule, Count):
+        return ("count", "")
+    if isinstance(rule, SumOf):
+        return ("sum", rule.tensor)
+    if isinstance(rule, BatchSize):
+        return ("batch", rule.tensor)
+    raise SpecError(f"unknown denominator {rule!r}")

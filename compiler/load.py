@@ -1,0 +1,120 @@
+"""Stage 1, load: find the spec files, import them, and validate every field."""
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import keyword
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .lang import (
+    BatchSize,
+    Count,
+    Flag,
+    Legacy,
+    Loss,
+    OptionalTensor,
+    Real,
+    Reduction,
+    SumOf,
+    Tensor,
+)
+from .printer import SpecError
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    path: Path  # as given on the command line, relative where possible: it appears in headers
+    spec: Loss
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def load_specs(directory: Path) -> list[LoadedSpec]:
+    """Every ``*.py`` under ``directory`` not starting with '_', sorted by loss name."""
+    if not directory.is_dir():
+        raise SpecError(f"{directory}: no such spec directory")
+    loaded = [load_spec(path) for path in sorted(directory.glob("*.py")) if not path.name.startswith("_")]
+    names = [s.name for s in loaded]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SpecError(f"{directory}: more than one spec defines {', '.join(duplicates)}")
+    return sorted(loaded, key=lambda s: s.name)
+
+
+def load_spec(path: Path) -> LoadedSpec:
+    module_name = f"_losscc_spec_{path.stem}"
+    importer = importlib.util.spec_from_file_location(module_name, path)
+    if importer is None or importer.loader is None:
+        raise SpecError(f"{path}: cannot be imported")
+    module = importlib.util.module_from_spec(importer)
+    sys.modules[module_name] = module
+    try:
+        importer.loader.exec_module(module)
+    except Exception as error:  # a spec that fails to import names itself
+        raise SpecError(f"{path}: importing the spec failed: {type(error).__name__}: {error}") from error
+    finally:
+        sys.modules.pop(module_name, None)
+    spec = getattr(module, "SPEC", None)
+    if not isinstance(spec, Loss):
+        raise SpecError(f"{path}: field 'SPEC': expected SPEC = Loss(...), found {type(spec).__name__}")
+    validate(path, spec)
+    return LoadedSpec(path, spec)
+
+
+def _fail(path: Path, field: str, message: str) -> SpecError:
+    return SpecError(f"{path}: field '{field}': {message}")
+
+
+def validate(path: Path, spec: Loss) -> None:
+    if not spec.name.isidentifier() or keyword.iskeyword(spec.name) or spec.name.startswith("_"):
+        raise _fail(path, "name", f"{spec.name!r} is not a public Python identifier")
+    if spec.name != path.stem:
+        raise _fail(path, "name", f"{spec.name!r} must equal the file name {path.stem!r}")
+    if not spec.summary.strip():
+        raise _fail(path, "summary", "must say in one sentence what the loss is")
+    names: list[str] = []
+    for index, param in enumerate(spec.params):
+        if not isinstance(param, (Tensor, OptionalTensor, Real, Flag, Legacy, Reduction)):
+            raise _fail(path, f"params[{index}]", f"{param!r} is not a parameter of the spec language")
+        if not param.name.isidentifier() or keyword.iskeyword(param.name) or param.name.startswith("_"):
+            raise _fail(path, f"params[{index}]", f"{param.name!r} is not a valid parameter name")
+        names.append(param.name)
+    if len(set(names)) != len(names):
+        raise _fail(path, "params", "parameter names repeat")
+    reductions = [p for p in spec.params if isinstance(p, Reduction)]
+    if len(reductions) != 1:
+        raise _fail(path, "params", "exactly one Reduction() parameter is required")
+    legacy = {p.name for p in spec.params if isinstance(p, Legacy)}
+    if legacy not in (set(), {"size_average", "reduce"}):
+        raise _fail(path, "params", "Legacy('size_average') and Legacy('reduce') come as a pair")
+    tensors = [p for p in spec.params if isinstance(p, Tensor)]
+    if not tensors:
+        raise _fail(path, "params", "a loss needs at least one Tensor")
+    optional = {p.name for p in spec.params if isinstance(p, OptionalTensor)}
+    if isinstance(spec.mean, SumOf) and spec.mean.tensor not in optional:
+        raise _fail(path, "mean", f"SumOf({spec.mean.tensor!r}) must name an OptionalTensor")
+    if not isinstance(spec.mean, (Count, SumOf, BatchSize)):
+        raise _fail(path, "mean", f"{spec.mean!r} is not Count(), SumOf(...) or BatchSize()")
+    for key, rule in spec.extra_reductions:
+        if key in ("none", "sum", "mean") or not isinstance(rule, (Count, SumOf, BatchSize)):
+            raise _fail(path, "extra_reductions", f"{key!r}: {rule!r} is not a new reduction rule")
+    if spec.result_dtype != "promote" and spec.result_dtype not in {t.name for t in tensors}:
+        raise _fail(path, "result_dtype", f"{spec.result_dtype!r} is neither 'promote' nor a Tensor")
+    if not callable(spec.element):
+        raise _fail(path, "element", "must be a function returning a SymPy expression")
+    expected = [p.name for p in spec.params if isinstance(p, (Tensor, OptionalTensor, Real, Flag))]
+    try:
+        parameters = list(inspect.signature(spec.element).parameters)
+    except (TypeError, ValueError) as error:
+        raise _fail(path, "element", str(error)) from error
+    if sorted(parameters) != sorted(expected):
+        raise _fail(path, "element", f"its parameters {parameters} must be exactly {expected}")
+    if spec.prepare is not None:
+        if not inspect.isfunction(spec.prepare) or spec.prepare.__name__ == "<lambda>":
+            raise _fail(path, "prepare", "must be a function defined with def in the spec file")
+        if list(inspect.signature(spec.prepare).parameters) != ["a"]:
+            raise _fail(path, "prepare", "must take exactly one parameter named 'a'")

@@ -1,0 +1,187 @@
+"""Numerically stable primitives: the only place where a derivative is written by hand.
+
+Each primitive is an opaque SymPy ``Function`` with
+- ``fdiff``: its derivative (stable form), so ``sympy.diff`` of any spec that uses it is derived;
+- ``_latex``: how the documentation shows it;
+- ``NUMBA``: the one rendered Numba helper (name and body) that the printer calls.
+Every primitive is tested against its plain rewrite in ``tests/test_primitives.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+from sympy.codegen.cfunctions import log1p
+
+# torch's binary_cross_entropy clamps each log at -100 and its input gradient divides by
+# max(x(1-x), 1e-12) (aten/src/ATen/native/Loss.cpp); both live here and nowhere else.
+BCE_LOG_FLOOR = -100
+BCE_GRAD_EPS = sympy.Float("1e-12")
+
+
+@dataclass(frozen=True)
+class NumbaHelper:
+    """A scalar helper rendered once into the generated runtime."""
+
+    name: str
+    params: tuple[str, ...]
+    body: str  # Python source of the function body, indented by four spaces
+
+
+class Primitive(sympy.Function):
+    """Base of the stable primitives; subclasses set NUMBA and LATEX."""
+
+    NUMBA: NumbaHelper
+    LATEX: str  # str.format template over the printed arguments a0, a1, ...
+
+    @classmethod
+    def eval(cls, *args: Any) -> Any:  # keep primitives opaque: never auto-evaluate
+        return None
+
+    def _latex(self, printer: Any) -> str:
+        printed = {f"a{i}": printer._print(arg) for i, arg in enumerate(self.args)}
+        return self.LATEX.format(**printed)
+
+
+class softplus(Primitive):
+    """log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|))."""
+
+    nargs = 1
+    NUMBA = NumbaHelper(
+        "softplus",
+        ("z",),
+        "    return (z if z > 0.0 else 0.0) + math.log1p(math.exp(-abs(z)))\n",
+    )
+    LATEX = r"\operatorname{{softplus}}\left({a0}\right)"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sigmoid(self.args[0])
+
+
+class sigmoid(Primitive):
+    """1 / (1 + exp(-z)), evaluated on the side where exp cannot overflow."""
+
+    nargs = 1
+    NUMBA = NumbaHelper(
+        "sigmoid",
+        ("z",),
+        "    if z >= 0.0:\n"
+        "        return 1.0 / (1.0 + math.exp(-z))\n"
+        "    e = math.exp(z)\n"
+        "    return e / (1.0 + e)\n",
+    )
+    LATEX = r"\sigma\left({a0}\right)"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+
+class ratio(Primitive):
+    """a / b kept unsimplified, so that t/t stays nan at t = 0 exactly as torch's autograd."""
+
+    nargs = 2
+    NUMBA = NumbaHelper("ratio", ("a", "b"), "    return a / b\n")
+    LATEX = r"\frac{{{a0}}}{{{a1}}}"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        a, b = self.args
+        return 1 / b if argindex == 1 else -a / b**2
+
+
+class xlogy(Primitive):
+    """a * log(b), defined as 0 where a == 0 (unless b is nan), as torch.xlogy."""
+
+    nargs = 2
+    NUMBA = NumbaHelper(
+        "xlogy",
+        ("a", "b"),
+        "    if a == 0.0 and not math.isnan(b):\n"
+        "        return 0.0\n"
+        "    return a * math.log(b)\n",
+    )
+    LATEX = r"\operatorname{{xlogy}}\left({a0}, {a1}\right)"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        a, b = self.args
+        if argindex == 1:  # torch: xlogy(a != 0, b)
+            return sympy.Piecewise((0, sympy.Eq(a, 0)), (sympy.log(b), True))
+        return ratio(a, b)  # torch: a / b, nan at a = b = 0
+
+
+class clamp_min_st(Primitive):
+    """max(v, lo) whose gradient passes straight through, as torch's clamp under no_grad."""
+
+    nargs = 2
+    NUMBA = NumbaHelper("clamp_min_st", ("v", "lo"), "    return lo if v < lo else v\n")
+    LATEX = r"\max\left({a0}, {a1}\right)"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sympy.Integer(1 if argindex == 1 else 0)
+
+
+class bce_term(Primitive):
+    """-(y log x + (1 - y) log(1 - x)) with torch's clamps.
+
+    Forward: each log is clamped at -100. Input gradient: (x - y) / max(x (1 - x), 1e-12).
+    Target gradient: log(1 - x) - log(x) from the unclamped logs (+-inf at the ends), as torch.
+    """
+
+    nargs = 2
+    NUMBA = NumbaHelper(
+        "bce_term",
+        ("x", "y"),
+        "    log_x = math.log(x)\n"
+        f"    log_x = log_x if log_x > {BCE_LOG_FLOOR}.0 else {BCE_LOG_FLOOR}.0\n"
+        "    log_1mx = math.log1p(-x)\n"
+        f"    log_1mx = log_1mx if log_1mx > {BCE_LOG_FLOOR}.0 else {BCE_LOG_FLOOR}.0\n"
+        "    return -(y * log_x + (1.0 - y) * log_1mx)\n",
+    )
+    LATEX = r"\operatorname{{BCE}}\left({a0}, {a1}\right)"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        x, y = self.args
+        if argindex == 1:
+            return (x - y) / sympy.Max(x * (1 - x), BCE_GRAD_EPS)
+        return log1p(-x) - sympy.log(x)
+
+
+class indicator(Primitive):
+    """1 where the condition holds, else 0; its derivative is zero."""
+
+    nargs = 1
+    NUMBA = NumbaHelper("indicator", ("c",), "    return 1.0 if c else 0.0\n")
+    LATEX = r"\mathbb{{1}}\left[{a0}\right]"
+
+    def _eval_derivative(self, s: sympy.Symbol) -> sympy.Expr:
+        return sympy.Integer(0)
+
+
+class where(Primitive):
+    """torch.where(c, a, b): selects in the forward, *masks by multiplication* in the backward.
+
+    Autograd multiplies the masked upstream gradient (0) by the local derivative of the
+    unselected branch, so 0 * inf = nan leaks through exactly where torch leaks it.
+    Use ``Piecewise`` instead where torch's kernel selects the derivative.
+    """
+
+    nargs = 3
+    NUMBA = NumbaHelper("where", ("c", "a", "b"), "    return a if c else b\n")
+    LATEX = r"\begin{{cases}} {a1} & {a0} \\ {a2} & \text{{otherwise}} \end{{cases}}"
+
+    def _eval_derivative(self, s: sympy.Symbol) -> sympy.Expr:
+        c, a, b = self.args
+        return indicator(c) * sympy.diff(a, s) + indicator(sympy.Not(c)) * sympy.diff(b, s)
+
+
+PRIMITIVES: tuple[type[Primitive], ...] = (
+    bce_term,
+    clamp_min_st,
+    indicator,
+    ratio,
+    sigmoid,
+    softplus,
+    where,
+    xlogy,
+)

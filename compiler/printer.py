@@ -1,0 +1,126 @@
+"""The one printer from SymPy to Numba-compatible Python expressions."""
+from __future__ import annotations
+
+from typing import Any
+
+import sympy
+from sympy.codegen.cfunctions import log1p
+from sympy.printing.pycode import PythonCodePrinter
+
+from .primitives import PRIMITIVES
+
+
+class SpecError(Exception):
+    """A spec that cannot be compiled; the message names the spec file and the field."""
+
+
+# SymPy function -> Numba-callable name. Anything not here and not a primitive is an error.
+KNOWN_FUNCTIONS: dict[type, str] = {
+    sympy.exp: "math.exp",
+    sympy.log: "math.log",
+    log1p: "math.log1p",
+    sympy.sqrt: "math.sqrt",
+    sympy.Abs: "abs",
+}
+
+
+class KernelPrinter(PythonCodePrinter):
+    """Prints scalar float64 expressions; every name it emits is a local of the kernel loop or
+    a helper of the generated runtime (imported as ``rt``)."""
+
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": False, "standard": "python3"})
+        self._primitive_names = {p.__name__: p.NUMBA.name for p in PRIMITIVES}
+
+    def _print_Function(self, expr: Any) -> str:
+        name = type(expr).__name__
+        if name in self._primitive_names:
+            args = ", ".join(self._print(a) for a in expr.args)
+            return f"rt.{self._primitive_names[name]}({args})"
+        for function, printed in KNOWN_FUNCTIONS.items():
+            if isinstance(expr, function):
+                return f"{printed}({', '.join(self._print(a) for a in expr.args)})"
+        raise SpecError(f"no Numba translation for the function {name!r} in {expr}")
+
+    _print_exp = _print_Function
+    _print_log = _print_Function
+    _print_Abs = _print_Function
+    _print_log1p = _print_Function
+
+    def _print_sign(self, expr: Any) -> str:
+        # torch: sign(0) = 0 and sign(nan) = 0
+        z = self._print(expr.args[0])
+        return f"(1.0 if {z} > 0.0 else (-1.0 if {z} < 0.0 else 0.0))"
+
+    def _print_Max(self, expr: Any) -> str:
+        return self._minmax(expr, ">")
+
+    def _print_Min(self, expr: Any) -> str:
+        return self._minmax(expr, "<")
+
+    def _minmax(self, expr: Any, op: str) -> str:
+        args = [self._print(a) for a in sorted(expr.args, key=sympy.default_sort_key)]
+        result = args[0]
+        for other in args[1:]:
+            result = f"({result} if {result} {op} {other} else {other})"
+        return result
+
+    def _print_Piecewise(self, expr: Any) -> str:
+        if expr.args[-1].cond is not sympy.true:
+            raise SpecError(f"a Piecewise needs a final (value, True) branch: {expr}")
+        result = self._print(expr.args[-1].expr)
+        for branch in reversed(expr.args[:-1]):
+            result = f"({self._print(branch.expr)} if {self._print(branch.cond)} else {result})"
+        return result
+
+    def _print_Pow(self, expr: Any, rational: bool = False) -> str:
+        base, exponent = expr.args
+        b = self.parenthesize(base, sympy.printing.precedence.PRECEDENCE["Mul"] + 1)
+        if exponent.is_Integer and 0 < abs(int(exponent)) <= 4:
+            product = "*".join([b] * abs(int(exponent)))
+            return f"({product})" if exponent > 0 else f"(1.0/({product}))"
+        if exponent == sympy.Rational(1, 2):
+            return f"math.sqrt({self._print(base)})"
+        if exponent == -sympy.Rational(1, 2):
+            return f"(1.0/math.sqrt({self._print(base)}))"
+        return f"({b}**{self._print(exponent)})"
+
+    def _print_Rational(self, expr: Any) -> str:
+        return repr(float(expr))
+
+    _print_Half = _print_Rational
+
+    def _print_Integer(self, expr: Any) -> str:
+        return f"{int(expr)}.0"
+
+    def _print_Float(self, expr: Any) -> str:
+        return repr(float(expr))
+
+    def _print_Pi(self, expr: Any) -> str:
+        return repr(float(sympy.pi))
+
+    def _print_Exp1(self, expr: Any) -> str:
+        return repr(float(sympy.E))
+
+    def _print_NaN(self, expr: Any) -> str:
+        return "math.nan"
+
+    def _print_Infinity(self, expr: Any) -> str:
+        return "math.inf"
+
+    def _print_NegativeInfinity(self, expr: Any) -> str:
+        return "(-math.inf)"
+
+    def _print_BooleanTrue(self, expr: Any) -> str:
+        return "True"
+
+    def _print_BooleanFalse(self, expr: Any) -> str:
+        return "False"
+
+
+_PRINTER = KernelPrinter()
+
+
+def to_code(expr: sympy.Expr) -> str:
+    """The Numba source of one scalar expression."""
+    return str(_PRINTER.doprint(expr))

@@ -1,0 +1,79 @@
+"""Stage 5, render: the IR through Jinja templates into files (path -> text)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import jinja2
+
+from .lower import ElementwiseIR, SignatureParam
+from .primitives import PRIMITIVES
+
+TEMPLATES = Path(__file__).parent / "templates"
+# Chunks of at least this many elements; at most MAX_CHUNKS of them (about 4 per thread on
+# machines up to 16 threads). See numba-performance notes: a few chunks per thread, not one.
+CHUNK_ELEMENTS = 16384
+MAX_CHUNKS = 64
+
+
+def _param(p: SignatureParam) -> str:
+    return p.name if not p.default else f"{p.name}={p.default}"
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["add_suffix"] = lambda name, suffix: f"{name}{suffix}"
+    env.filters["pyrepr"] = repr
+    env.filters["pytuple"] = lambda items: repr(tuple(items))
+    env.filters["param"] = _param
+    env.filters["kwarg"] = lambda name: f"{name}={name}"
+    return env
+
+
+def _latex_environment() -> jinja2.Environment:
+    """LaTeX templates use \\VAR{...} and \\BLOCK{...}: braces and % belong to TeX."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        block_start_string=r"\BLOCK{",
+        block_end_string="}",
+        variable_start_string=r"\VAR{",
+        variable_end_string="}",
+        comment_start_string=r"\#{",
+        comment_end_string="}",
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+def render_package(modules: Iterable[ElementwiseIR]) -> dict[str, str]:
+    """Files of the generated package, keyed by their path relative to the package."""
+    env = _environment()
+    modules = list(modules)
+    files = {
+        "_runtime.py": env.get_template("_runtime.py.j2").render(
+            helpers=sorted((p.NUMBA for p in PRIMITIVES), key=lambda h: h.name),
+            chunk_elements=CHUNK_ELEMENTS,
+            max_chunks=MAX_CHUNKS,
+        ),
+        "__init__.py": env.get_template("__init__.py.j2").render(modules=sorted(modules, key=lambda m: m.name)),
+    }
+    for module in modules:
+        files[f"{module.name}.py"] = env.get_template("elementwise.py.j2").render(ir=module)
+    return files
+
+
+def render_docs(pages: Iterable[object], package: str) -> dict[str, str]:
+    env = _latex_environment()
+    pages = sorted(pages, key=lambda p: p.name)  # type: ignore[attr-defined]
+    files = {f"losses/{page.name}.tex": env.get_template("loss.tex.j2").render(page=page) for page in pages}  # type: ignore[attr-defined]
+    files["losscc.tex"] = env.get_template("losscc.tex.j2").render(pages=pages, package=package)
+    return files
