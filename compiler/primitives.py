@@ -39,9 +39,10 @@ class Primitive(sympy.Function):
     def eval(cls, *args: Any) -> Any:  # keep primitives opaque: never auto-evaluate
         return None
 
-    def _latex(self, printer: Any) -> str:
+    def _latex(self, printer: Any, exp: Any = None) -> str:
         printed = {f"a{i}": printer._print(arg) for i, arg in enumerate(self.args)}
-        return self.LATEX.format(**printed)
+        text = self.LATEX.format(**printed)
+        return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
 
 
 class softplus(Primitive):

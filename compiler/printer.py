@@ -19,7 +19,6 @@ KNOWN_FUNCTIONS: dict[type, str] = {
     sympy.exp: "math.exp",
     sympy.log: "math.log",
     log1p: "math.log1p",
-    sympy.sqrt: "math.sqrt",
     sympy.Abs: "abs",
 }
 

@@ -6,17 +6,72 @@ NAME_backward(grad_output, ...) returns one gradient per required argument;
 NAME_value_and_grad(...) returns (loss, gradients) from one fused pass.
 """
 from ._runtime import InvalidArgument, InvalidIndex
+from .binary_cross_entropy import binary_cross_entropy, binary_cross_entropy_backward, binary_cross_entropy_value_and_grad
+from .binary_cross_entropy_with_logits import binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_backward, binary_cross_entropy_with_logits_value_and_grad
+from .gaussian_nll_loss import gaussian_nll_loss, gaussian_nll_loss_backward, gaussian_nll_loss_value_and_grad
+from .hinge_embedding_loss import hinge_embedding_loss, hinge_embedding_loss_backward, hinge_embedding_loss_value_and_grad
+from .huber_loss import huber_loss, huber_loss_backward, huber_loss_value_and_grad
+from .kl_div import kl_div, kl_div_backward, kl_div_value_and_grad
+from .l1_loss import l1_loss, l1_loss_backward, l1_loss_value_and_grad
+from .margin_ranking_loss import margin_ranking_loss, margin_ranking_loss_backward, margin_ranking_loss_value_and_grad
 from .mse_loss import mse_loss, mse_loss_backward, mse_loss_value_and_grad
+from .poisson_nll_loss import poisson_nll_loss, poisson_nll_loss_backward, poisson_nll_loss_value_and_grad
+from .smooth_l1_loss import smooth_l1_loss, smooth_l1_loss_backward, smooth_l1_loss_value_and_grad
+from .soft_margin_loss import soft_margin_loss, soft_margin_loss_backward, soft_margin_loss_value_and_grad
 
 LOSSES = (
+    'binary_cross_entropy',
+    'binary_cross_entropy_with_logits',
+    'gaussian_nll_loss',
+    'hinge_embedding_loss',
+    'huber_loss',
+    'kl_div',
+    'l1_loss',
+    'margin_ranking_loss',
     'mse_loss',
+    'poisson_nll_loss',
+    'smooth_l1_loss',
+    'soft_margin_loss',
 )
 
 __all__ = [
     "InvalidArgument",
     "InvalidIndex",
     "LOSSES",
+    'binary_cross_entropy',
+    'binary_cross_entropy_backward',
+    'binary_cross_entropy_value_and_grad',
+    'binary_cross_entropy_with_logits',
+    'binary_cross_entropy_with_logits_backward',
+    'binary_cross_entropy_with_logits_value_and_grad',
+    'gaussian_nll_loss',
+    'gaussian_nll_loss_backward',
+    'gaussian_nll_loss_value_and_grad',
+    'hinge_embedding_loss',
+    'hinge_embedding_loss_backward',
+    'hinge_embedding_loss_value_and_grad',
+    'huber_loss',
+    'huber_loss_backward',
+    'huber_loss_value_and_grad',
+    'kl_div',
+    'kl_div_backward',
+    'kl_div_value_and_grad',
+    'l1_loss',
+    'l1_loss_backward',
+    'l1_loss_value_and_grad',
+    'margin_ranking_loss',
+    'margin_ranking_loss_backward',
+    'margin_ranking_loss_value_and_grad',
     'mse_loss',
     'mse_loss_backward',
     'mse_loss_value_and_grad',
+    'poisson_nll_loss',
+    'poisson_nll_loss_backward',
+    'poisson_nll_loss_value_and_grad',
+    'smooth_l1_loss',
+    'smooth_l1_loss_backward',
+    'smooth_l1_loss_value_and_grad',
+    'soft_margin_loss',
+    'soft_margin_loss_backward',
+    'soft_margin_loss_value_and_grad',
 ]

@@ -219,6 +219,8 @@ class Call:
         self.shape = None  # the broadcast shape of the unreduced loss
         self.original_dtypes = {}
         self.no_grad = set()  # arguments given as Python scalars: torch has no gradient for them
+        self.raw = dict(values)  # the arguments as the caller gave them
+        self.legacy_used = False
 
     def __getitem__(self, name):
         return self.values[name]
@@ -258,6 +260,17 @@ class Call:
         w = self.values.get(weight)
         if w is not None and w.shape != self.values[like].shape:
             raise ValueError("Weights and input must have the same size.")
+
+    def weighted_reduction(self, weight="weight"):
+        """l1/mse/huber: with a weight torch reduces in Python, and the weight must have exactly
+        the input's size (checked before the reduction string); without, C++ reduces."""
+        self.warn_if_size_differs()
+        self.broadcast()
+        if self.values.get(weight) is not None:
+            self.require_weight_size(weight)
+            self.reduction_python("invalid_mode")
+        else:
+            self.reduction_cpp()
 
     def require_inside(self, target="input"):
         """The loss is written into an array shaped like ``target``: the others may not enlarge it."""
@@ -303,10 +316,13 @@ class ElementwiseLoss:
 
     # ---- argument handling ------------------------------------------------------------------
     def bind(self, values):
+        legacy_used = False
         if self.legacy:
             size_average, reduce = values.pop("size_average"), values.pop("reduce")
             if size_average is not None or reduce is not None:
                 values["reduction"] = legacy_reduction(size_average, reduce)
+                legacy_used = True
+        raw = dict(values)
         for name in self.arrays:
             if values.get(name) is not None:
                 values[name] = as_array(name, values[name])
@@ -320,6 +336,7 @@ class ElementwiseLoss:
         for name in self.flags:
             values[name] = bool(values[name])
         call = Call(self, values)
+        call.raw, call.legacy_used = raw, legacy_used
         call.original_shapes = {n: values[n].shape for n in self.arrays if values.get(n) is not None}
         call.original_dtypes = {n: values[n].dtype for n in self.arrays if values.get(n) is not None}
         if self.prepare is not None:
@@ -367,6 +384,16 @@ class ElementwiseLoss:
         shape = call.original_shapes[tensor]  # batch size
         return float(shape[0]) if len(shape) else 1.0
 
+    def reduce(self, call, partials):
+        """The reduced loss f(S, D); numpy division, so an empty 'mean' is nan as in torch."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.value_of[call.reduction](np.sum(partials), np.float64(self.denominator(call)))
+
+    def coefficient(self, call):
+        """df/dS, the factor of every element's gradient under the reduction."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(self.coefficient_of[call.reduction](np.float64(self.denominator(call))))
+
     def scalars(self, call):
         return tuple(call[r] for r in self.reals)
 
@@ -384,8 +411,7 @@ class ElementwiseLoss:
             forward(*flat, *self.scalars(call), out, partials, nchunks, True)
             return out.reshape(call.shape)
         forward(*flat, *self.scalars(call), partials[:0].astype(dtype), partials, nchunks, False)
-        total = float(np.sum(partials))
-        return np.asarray(self.value_of[call.reduction](total, self.denominator(call)), dtype=dtype)
+        return np.asarray(self.reduce(call, partials), dtype=dtype)
 
     def backward(self, grad_output, values):
         call = self.bind(values)
@@ -410,7 +436,7 @@ class ElementwiseLoss:
                     "grad_output of a reduced loss must be a scalar, got shape {}".format(fmt_shape(grad_output.shape))
                 )
             go = np.zeros(0, dtype=dtype)
-            scale = float(grad_output.reshape(-1)[0]) * self.coefficient_of[call.reduction](self.denominator(call))
+            scale = float(grad_output.reshape(-1)[0]) * self.coefficient(call)
             use_array = False
         grads = [np.empty(n, dtype=dtype) for _ in self.differentiable]
         backward(*flat, *self.scalars(call), go, scale, use_array, *grads, nchunks)
@@ -430,10 +456,9 @@ class ElementwiseLoss:
             fused(*flat, *self.scalars(call), 1.0, out, partials, nchunks, True, *grads)
             value = out.reshape(call.shape)
         else:
-            denominator = self.denominator(call)
-            coefficient = self.coefficient_of[call.reduction](denominator)
+            coefficient = self.coefficient(call)
             fused(*flat, *self.scalars(call), coefficient, partials[:0].astype(dtype), partials, nchunks, False, *grads)
-            value = np.asarray(self.value_of[call.reduction](float(np.sum(partials)), denominator), dtype=dtype)
+            value = np.asarray(self.reduce(call, partials), dtype=dtype)
         return value, self.shape_grads(call, grads, dtype)
 
     def shape_grads(self, call, grads, dtype):

@@ -197,12 +197,7 @@ def _fused_weight(input_a, target_a, weight_a, scale, loss_out, partials, nchunk
 
 
 def _prepare(a):
-    if a["weight"] is not None:
-        a.require_weight_size()
-        a.reduction_python("invalid_mode")
-    else:
-        a.reduction_cpp()
-    a.warn_if_size_differs()
+    a.weighted_reduction()
 
 
 

@@ -6,12 +6,7 @@ def element(input, target, weight):
 
 
 def prepare(a):
-    if a["weight"] is not None:
-        a.require_weight_size()
-        a.reduction_python("invalid_mode")
-    else:
-        a.reduction_cpp()
-    a.warn_if_size_differs()
+    a.weighted_reduction()
 
 
 SPEC = Loss(
@@ -23,7 +18,7 @@ SPEC = Loss(
         Legacy("size_average"),
         Legacy("reduce"),
         Reduction("mean"),
-        OptionalTensor("weight", doc="per-element weight, exactly the shape of input"),
+        OptionalTensor("weight", doc="per-element weight, exactly the shape of input; 'mean' divides by its sum"),
     ),
     element=element,
     mean=SumOf("weight"),

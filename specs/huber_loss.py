@@ -1,0 +1,29 @@
+from compiler.lang import Abs, Loss, OptionalTensor, Piecewise, Real, Reduction, Tensor
+
+
+def element(input, target, delta, weight):
+    d = Abs(input - target)
+    return weight * Piecewise((d**2 / 2, d < delta), (delta * (d - delta / 2), True))
+
+
+def prepare(a):
+    a.weighted_reduction()
+    if not a["delta"] > 0:
+        raise rt.InvalidArgument("huber_loss does not support non-positive values for delta.")
+
+
+SPEC = Loss(
+    name="huber_loss",
+    summary="Huber loss: quadratic for differences below delta, linear beyond.",
+    params=(
+        Tensor("input", differentiable=True),
+        Tensor("target", differentiable=True),
+        Reduction("mean"),
+        Real("delta", 1.0, doc="where the quadratic part turns linear; must be positive"),
+        OptionalTensor("weight", doc="per-element weight, exactly the shape of input; 'mean' divides by the count"),
+    ),
+    element=element,
+    prepare=prepare,
+    result_dtype="input",
+    test_options=({"delta": 0.5}, {"delta": 2.0}),
+)

@@ -1,0 +1,37 @@
+from compiler.lang import Flag, Legacy, Loss, Real, Reduction, Tensor, exp, log, pi, where
+
+
+def element(input, target, log_input, full, eps):
+    if log_input:
+        loss = exp(input) - target * input
+    else:
+        loss = input - target * log(input + eps)
+    if full:
+        # Stirling's approximation of log(target!), only where target > 1. torch masks with
+        # masked_fill, so its gradient is masked by multiplication: `where` reproduces that.
+        loss += where(target > 1, target * log(target) - target + log(2 * pi * target) / 2, 0)
+    return loss
+
+
+def prepare(a):
+    a.reduction_python()
+
+
+SPEC = Loss(
+    name="poisson_nll_loss",
+    summary="Negative log likelihood of a Poisson distribution with rate exp(input) (or input).",
+    params=(
+        Tensor("input", differentiable=True, domain="positive"),
+        Tensor("target", differentiable=True, domain="positive"),
+        Flag("log_input", True, doc="input is the log of the rate"),
+        Flag("full", False, doc="add the Stirling term for target > 1"),
+        Legacy("size_average"),
+        Real("eps", 1e-08, doc="added to input inside the log when log_input is False"),
+        Legacy("reduce"),
+        Reduction("mean"),
+    ),
+    element=element,
+    prepare=prepare,
+    integers_promote=True,
+    notes=("With full=True the target gradient is nan at target = 0, as torch's (0 times -inf leaks through its mask).",),
+)

@@ -1,0 +1,31 @@
+from compiler.lang import Abs, Legacy, Loss, Piecewise, Real, Reduction, Tensor
+
+
+def element(input, target, beta):
+    # beta = 0 selects the second branch everywhere: exactly l1_loss, value and gradient
+    d = Abs(input - target)
+    return Piecewise((d**2 / (2 * beta), d < beta), (d - beta / 2, True))
+
+
+def prepare(a):
+    a.warn_if_size_differs()
+    a.reduction_cpp()
+    if a["beta"] < 0:
+        raise rt.InvalidArgument("smooth_l1_loss does not support negative values for beta.")
+
+
+SPEC = Loss(
+    name="smooth_l1_loss",
+    summary="Smooth L1 loss: quadratic below beta (scaled by 1/beta), absolute error beyond.",
+    params=(
+        Tensor("input", differentiable=True),
+        Tensor("target", differentiable=True),
+        Legacy("size_average"),
+        Legacy("reduce"),
+        Reduction("mean"),
+        Real("beta", 1.0, doc="the switch point; 0 gives l1_loss; negative is an error"),
+    ),
+    element=element,
+    prepare=prepare,
+    test_options=({"beta": 0.0}, {"beta": 0.5}, {"beta": 2.0}),
+)
