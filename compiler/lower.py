@@ -140,8 +140,20 @@ def prepare_source(path: Path, spec: Loss) -> str:
     return source.replace(header, "def _prepare(a):", 1).rstrip() + "\n"
 
 
+def lower_variants(path: Path, spec: Loss) -> tuple[KernelVariant, ...]:
+    """Every variant's kernels; a printing error names the spec file and its field."""
+    try:
+        return tuple(lower_variant(v) for v in variants(path, spec))
+    except SpecError as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise SpecError(f"{path}: field 'element': {error}") from error
+
+
 def lower(loaded: LoadedSpec) -> ElementwiseIR:
     spec, path = loaded.spec, loaded.path
+    if not any(isinstance(p, Tensor) and p.differentiable for p in spec.params):
+        raise SpecError(f"{path}: field 'params': at least one Tensor must be differentiable")
     return ElementwiseIR(
         name=spec.name,
         spec_path=path.as_posix(),
@@ -158,5 +170,5 @@ def lower(loaded: LoadedSpec) -> ElementwiseIR:
         integers_promote=spec.integers_promote,
         reductions=tuple(lower_reduction(r) for r in reductions(spec)),
         prepare_source=prepare_source(path, spec),
-        variants=tuple(lower_variant(v) for v in variants(path, spec)),
+        variants=lower_variants(path, spec),
     )

@@ -29,7 +29,7 @@ class NumbaHelper:
     body: str  # Python source of the function body, indented by four spaces
 
 
-class Primitive(sympy.Function):
+class Primitive(sympy.Function):  # type: ignore[misc]
     """Base of the stable primitives; subclasses set NUMBA and LATEX."""
 
     NUMBA: NumbaHelper

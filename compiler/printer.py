@@ -15,15 +15,24 @@ class SpecError(Exception):
 
 
 # SymPy function -> Numba-callable name. Anything not here and not a primitive is an error.
-KNOWN_FUNCTIONS: dict[type, str] = {
+KNOWN_FUNCTIONS: dict[Any, str] = {
     sympy.exp: "math.exp",
     sympy.log: "math.log",
     log1p: "math.log1p",
     sympy.Abs: "abs",
+    sympy.sin: "math.sin",
+    sympy.cos: "math.cos",
+    sympy.tan: "math.tan",
+    sympy.sinh: "math.sinh",
+    sympy.cosh: "math.cosh",
+    sympy.tanh: "math.tanh",
+    sympy.atan: "math.atan",
+    sympy.erf: "math.erf",
+    sympy.erfc: "math.erfc",
 }
 
 
-class KernelPrinter(PythonCodePrinter):
+class KernelPrinter(PythonCodePrinter):  # type: ignore[misc]
     """Prints scalar float64 expressions; every name it emits is a local of the kernel loop or
     a helper of the generated runtime (imported as ``rt``)."""
 
@@ -41,10 +50,11 @@ class KernelPrinter(PythonCodePrinter):
                 return f"{printed}({', '.join(self._print(a) for a in expr.args)})"
         raise SpecError(f"no Numba translation for the function {name!r} in {expr}")
 
-    _print_exp = _print_Function
-    _print_log = _print_Function
-    _print_Abs = _print_Function
-    _print_log1p = _print_Function
+    # PythonCodePrinter has its own printers for these; route them through the one table
+    _print_exp = _print_log = _print_Abs = _print_log1p = _print_Function
+    _print_sin = _print_cos = _print_tan = _print_Function
+    _print_sinh = _print_cosh = _print_tanh = _print_atan = _print_Function
+    _print_erf = _print_erfc = _print_Function
 
     def _print_sign(self, expr: Any) -> str:
         # torch: sign(0) = 0 and sign(nan) = 0
@@ -59,7 +69,7 @@ class KernelPrinter(PythonCodePrinter):
 
     def _minmax(self, expr: Any, op: str) -> str:
         args = [self._print(a) for a in sorted(expr.args, key=sympy.default_sort_key)]
-        result = args[0]
+        result = str(args[0])
         for other in args[1:]:
             result = f"({result} if {result} {op} {other} else {other})"
         return result
@@ -67,7 +77,7 @@ class KernelPrinter(PythonCodePrinter):
     def _print_Piecewise(self, expr: Any) -> str:
         if expr.args[-1].cond is not sympy.true:
             raise SpecError(f"a Piecewise needs a final (value, True) branch: {expr}")
-        result = self._print(expr.args[-1].expr)
+        result = str(self._print(expr.args[-1].expr))
         for branch in reversed(expr.args[:-1]):
             result = f"({self._print(branch.expr)} if {self._print(branch.cond)} else {result})"
         return result
