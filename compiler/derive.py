@@ -12,10 +12,25 @@ from pathlib import Path
 
 import sympy
 
-from .lang import BatchSize, Count, Denominator, Flag, Loss, OptionalTensor, Real, SumOf, Tensor
+from .lang import (
+    BatchSize,
+    ClassTarget,
+    Count,
+    Denominator,
+    Flag,
+    Loss,
+    OptionalTensor,
+    Real,
+    SumOf,
+    TargetWeightSum,
+    Tensor,
+)
+from .optimize import resolve_sums
 from .printer import SpecError
 
 SUM_SYMBOL = sympy.Symbol("S", real=True)
+# The class whose gradient a row loss's derivative gives: d loss / d input[GRAD_CLASS].
+GRAD_CLASS = sympy.Symbol("k", integer=True)
 DENOMINATOR_SYMBOL = sympy.Symbol("D", positive=True)
 
 
@@ -26,13 +41,106 @@ class Variant:
     present: tuple[tuple[str, bool], ...]  # optional tensors given or not
     arrays: tuple[str, ...]  # tensors the kernel reads, in signature order
     reals: tuple[str, ...]
-    symbols: dict[str, sympy.Symbol]
+    symbols: dict[str, sympy.Basic]  # Symbol, or IndexedBase for row losses' tensors
     loss: sympy.Expr
     gradients: tuple[tuple[str, sympy.Expr], ...]  # (tensor name, d loss / d tensor)
+    probabilities: bool = False  # row losses: the class target is read as probabilities
 
     def hessian_diagonal(self) -> tuple[tuple[str, sympy.Expr], ...]:
         """Second derivatives d^2 loss / d tensor^2, for second-order (boosting) objectives."""
         return tuple((name, sympy.diff(grad, self.symbols[name])) for name, grad in self.gradients)
+
+
+class Neutral:
+    """An absent optional tensor of a row loss: every element is the neutral value."""
+
+    def __init__(self, value: int) -> None:
+        self.value = sympy.Integer(value)
+
+    def __getitem__(self, index: object) -> sympy.Integer:
+        return self.value
+
+
+def row_symbol(name: str, layout: str) -> sympy.Basic:
+    return sympy.IndexedBase(name, real=True) if layout in ("rows", "classes") else sympy.Symbol(name, real=True)
+
+
+def row_variants(path: Path, spec: Loss) -> list[Variant]:
+    """Variants of a row loss: flags x optional tensors x (index or probability targets)."""
+    flags = [p for p in spec.params if isinstance(p, Flag)]
+    optional = [p for p in spec.params if isinstance(p, OptionalTensor)]
+    targets = [p for p in spec.params if isinstance(p, ClassTarget)]
+    switches = [t.probabilities_switch for t in targets if t.probabilities_switch]
+    result = []
+    for flag_values in itertools.product((False, True), repeat=len(flags)):
+        for present_values in itertools.product((False, True), repeat=len(optional)):
+            for switch_values in itertools.product((False, True), repeat=len(switches)):
+                flag_pairs = tuple((f.name, v) for f, v in zip(flags, flag_values))
+                present_pairs = tuple((o.name, v) for o, v in zip(optional, present_values))
+                switch_pairs = tuple(zip(switches, switch_values))
+                result.append(_row_variant(path, spec, flag_pairs, present_pairs, switch_pairs))
+    return result
+
+
+def _row_variant(
+    path: Path,
+    spec: Loss,
+    flags: tuple[tuple[str, bool], ...],
+    present: tuple[tuple[str, bool], ...],
+    switches: tuple[tuple[str, bool], ...],
+) -> Variant:
+    given, switched = dict(present), dict(switches)
+    arguments: dict[str, object] = {}
+    symbols: dict[str, sympy.Basic] = {}
+    arrays: list[str] = []
+    reals: list[str] = []
+    differentiable: list[str] = []
+    probabilities = False
+    for p in spec.params:
+        if isinstance(p, Tensor):
+            symbols[p.name] = row_symbol(p.name, p.layout)
+            arguments[p.name] = symbols[p.name]
+            arrays.append(p.name)
+            if p.differentiable:
+                differentiable.append(p.name)
+        elif isinstance(p, ClassTarget):
+            probabilities = bool(p.probabilities_switch) and switched[p.probabilities_switch]
+            if probabilities:
+                symbols[p.name] = sympy.IndexedBase(p.name, real=True)
+                differentiable.append(p.name)
+            else:
+                symbols[p.name] = sympy.Symbol(p.name, integer=True)
+            arguments[p.name] = symbols[p.name]
+            arrays.append(p.name)
+        elif isinstance(p, OptionalTensor):
+            if given[p.name]:
+                symbols[p.name] = row_symbol(p.name, p.layout)
+                arguments[p.name] = symbols[p.name]
+                arrays.append(p.name)
+            else:
+                arguments[p.name] = Neutral(p.neutral)
+        elif isinstance(p, Real):
+            symbols[p.name] = sympy.Symbol(p.name, real=True)
+            arguments[p.name] = symbols[p.name]
+            reals.append(p.name)
+        elif isinstance(p, Flag):
+            arguments[p.name] = dict(flags)[p.name]
+    try:
+        loss = sympy.sympify(spec.element(**arguments))
+    except Exception as error:
+        raise SpecError(f"{path}: field 'element': building the loss failed: {type(error).__name__}: {error}") from error
+    if not isinstance(loss, sympy.Expr):
+        raise SpecError(f"{path}: field 'element': returned {type(loss).__name__}, not a SymPy expression")
+    loss = resolve_sums(loss)
+    gradients = []
+    for name in differentiable:
+        base = symbols[name]
+        gradients.append((name, resolve_sums(sympy.diff(loss, base[GRAD_CLASS]))))
+    on = [name for name, value in flags if value] + [name for name, value in present if value]
+    on += [name for name, value in switches if value]
+    key = "_".join(sorted(on)) or "plain"
+    selector_flags = flags + switches
+    return Variant(key, selector_flags, present, tuple(arrays), tuple(reals), symbols, loss, tuple(gradients), probabilities)
 
 
 @dataclass(frozen=True)
@@ -52,6 +160,8 @@ def symbols_for(spec: Loss) -> dict[str, sympy.Symbol]:
 
 
 def variants(path: Path, spec: Loss) -> list[Variant]:
+    if spec.kind == "row":
+        return row_variants(path, spec)
     flags = [p for p in spec.params if isinstance(p, Flag)]
     optional = [p for p in spec.params if isinstance(p, OptionalTensor)]
     symbols = symbols_for(spec)
@@ -128,4 +238,6 @@ def denominator_kind(rule: Denominator | None) -> tuple[str, str] | None:
         return ("sum", rule.tensor)
     if isinstance(rule, BatchSize):
         return ("batch", rule.tensor)
+    if isinstance(rule, TargetWeightSum):
+        return ("target_weight", rule.weight)
     raise SpecError(f"unknown denominator {rule!r}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import sympy
 
 from .derive import Variant, reductions, variants
-from .lang import BatchSize, Count, Denominator, Flag, Legacy, OptionalTensor, Real, Reduction, SumOf, Tensor
+from .lang import BatchSize, ClassTarget, Int, TargetWeightSum, Count, Denominator, Flag, Legacy, OptionalTensor, Real, Reduction, SumOf, Tensor
 from .load import LoadedSpec
 
 
@@ -64,6 +64,10 @@ def _denominator_tex(rule: Denominator | None) -> str:
         return r"\sum_i \ell_i \Big/ \sum_j \mathit{" + name + r"}_j \quad (\text{by the count when no " + name + "})"
     if isinstance(rule, BatchSize):
         return r"\frac{1}{B}\sum_i \ell_i \quad (B = \text{size of dimension 0 of " + tex_escape(rule.tensor) + "})"
+    if isinstance(rule, TargetWeightSum):
+        name = tex_escape(rule.weight)
+        return (r"\sum_i \ell_i \Big/ \sum_{i \text{ not ignored}} \mathit{" + name + r"}_{t_i}"
+                r" \quad (\text{rows when the target is probabilities})")
     raise TypeError(rule)
 
 
@@ -75,11 +79,12 @@ def _variant_title(variant: Variant) -> str:
 
 def _kind(p: object) -> str:
     return {Tensor: "tensor", OptionalTensor: "optional tensor", Real: "real", Flag: "flag",
-            Legacy: "deprecated", Reduction: "reduction"}[type(p)]
+            Legacy: "deprecated", Reduction: "reduction", ClassTarget: "class target",
+            Int: "integer"}[type(p)]
 
 
 def _default(p: object) -> str:
-    if isinstance(p, Tensor):
+    if isinstance(p, (Tensor, ClassTarget)):
         return "required"
     if isinstance(p, (OptionalTensor, Legacy)):
         return "None"

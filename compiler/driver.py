@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .docs import page
 from .load import load_specs
-from .lower import lower
+from .lower import lower, lower_row
 from .render import render_docs, render_package
 
 
@@ -22,7 +22,8 @@ class BuildPaths:
 def render_all(paths: BuildPaths) -> dict[Path, str]:
     """Every output file in memory, keyed by its path. Nothing is written here."""
     loaded = load_specs(paths.specs)
-    modules = [lower(spec) for spec in loaded]  # derive + optimize + lower
+    # derive + optimize + lower, by kernel shape
+    modules = [lower_row(spec) if spec.spec.kind == "row" else lower(spec) for spec in loaded]
     files = {paths.package / name: text for name, text in render_package(modules).items()}
     pages = [page(spec) for spec in loaded]
     files.update({paths.docs / name: text for name, text in render_docs(pages, paths.package.name).items()})

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from .lang import (
     BatchSize,
+    ClassTarget,
+    Int,
+    TargetWeightSum,
     Count,
     Flag,
     Legacy,
@@ -78,7 +81,7 @@ def validate(path: Path, spec: Loss) -> None:
         raise _fail(path, "summary", "must say in one sentence what the loss is")
     names: list[str] = []
     for index, param in enumerate(spec.params):
-        if not isinstance(param, (Tensor, OptionalTensor, Real, Flag, Legacy, Reduction)):
+        if not isinstance(param, (Tensor, OptionalTensor, ClassTarget, Int, Real, Flag, Legacy, Reduction)):
             raise _fail(path, f"params[{index}]", f"{param!r} is not a parameter of the spec language")
         if not param.name.isidentifier() or keyword.iskeyword(param.name) or param.name.startswith("_"):
             raise _fail(path, f"params[{index}]", f"{param.name!r} is not a valid parameter name")
@@ -97,7 +100,7 @@ def validate(path: Path, spec: Loss) -> None:
     optional = {p.name for p in spec.params if isinstance(p, OptionalTensor)}
     if isinstance(spec.mean, SumOf) and spec.mean.tensor not in optional:
         raise _fail(path, "mean", f"SumOf({spec.mean.tensor!r}) must name an OptionalTensor")
-    if not isinstance(spec.mean, (Count, SumOf, BatchSize)):
+    if not isinstance(spec.mean, (Count, SumOf, BatchSize, TargetWeightSum)):
         raise _fail(path, "mean", f"{spec.mean!r} is not Count(), SumOf(...) or BatchSize()")
     for key, rule in spec.extra_reductions:
         if key in ("none", "sum", "mean") or not isinstance(rule, (Count, SumOf, BatchSize)):
@@ -106,7 +109,8 @@ def validate(path: Path, spec: Loss) -> None:
         raise _fail(path, "result_dtype", f"{spec.result_dtype!r} is neither 'promote' nor a Tensor")
     if not callable(spec.element):
         raise _fail(path, "element", "must be a function returning a SymPy expression")
-    expected = [p.name for p in spec.params if isinstance(p, (Tensor, OptionalTensor, Real, Flag))]
+    validate_kind(path, spec)
+    expected = [p.name for p in spec.params if isinstance(p, (Tensor, OptionalTensor, ClassTarget, Real, Flag))]
     try:
         parameters = list(inspect.signature(spec.element).parameters)
     except (TypeError, ValueError) as error:
@@ -118,3 +122,23 @@ def validate(path: Path, spec: Loss) -> None:
             raise _fail(path, "prepare", "must be a function defined with def in the spec file")
         if list(inspect.signature(spec.prepare).parameters) != ["a"]:
             raise _fail(path, "prepare", "must take exactly one parameter named 'a'")
+
+
+def validate_kind(path: Path, spec: Loss) -> None:
+    """Parameters that only one kernel shape understands."""
+    layouts = [p for p in spec.params if isinstance(p, (Tensor, OptionalTensor)) and p.layout != "elements"]
+    targets = [p for p in spec.params if isinstance(p, ClassTarget)]
+    if spec.kind == "elementwise":
+        if layouts or targets or any(isinstance(p, Int) for p in spec.params) or spec.ignore_index:
+            raise _fail(path, "kind", "class layouts, ClassTarget, Int and ignore_index need kind='row'")
+        return
+    first = spec.params[0]
+    if not (isinstance(first, Tensor) and first.name == "input" and first.layout == "rows"):
+        raise _fail(path, "params", "a row loss starts with Tensor('input', ..., layout='rows')")
+    if any(isinstance(p, (Tensor, OptionalTensor)) and p.layout == "elements" for p in spec.params):
+        raise _fail(path, "params", "every tensor of a row loss needs layout 'rows' or 'classes'")
+    if len(targets) > 1:
+        raise _fail(path, "params", "at most one ClassTarget")
+    ints = {p.name for p in spec.params if isinstance(p, Int)}
+    if spec.ignore_index and spec.ignore_index not in ints:
+        raise _fail(path, "ignore_index", f"{spec.ignore_index!r} must name an Int parameter")

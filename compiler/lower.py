@@ -12,7 +12,7 @@ from pathlib import Path
 import sympy
 
 from .derive import ReductionRule, Variant, denominator_kind, reductions, variants
-from .lang import Flag, Legacy, Loss, OptionalTensor, Real, Reduction, Tensor
+from .lang import ClassTarget, Flag, Int, Legacy, Loss, OptionalTensor, Real, Reduction, Tensor
 from .load import LoadedSpec
 from .optimize import share
 from .printer import SpecError, to_code
@@ -114,6 +114,10 @@ def signature(spec: Loss) -> tuple[SignatureParam, ...]:
             params.append(SignatureParam(p.name, _literal(p.default)))
         elif isinstance(p, Reduction):
             params.append(SignatureParam(p.name, _literal(p.default)))
+        elif isinstance(p, ClassTarget):
+            params.append(SignatureParam(p.name, ""))
+        elif isinstance(p, Int):
+            params.append(SignatureParam(p.name, _literal(p.default)))
     return tuple(params)
 
 
@@ -171,4 +175,249 @@ def lower(loaded: LoadedSpec) -> ElementwiseIR:
         reductions=tuple(lower_reduction(r) for r in reductions(spec)),
         prepare_source=prepare_source(path, spec),
         variants=lower_variants(path, spec),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# row losses: loops over the class axis
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stmt:
+    """One statement of a row body: an assignment, or a reduction loop over the classes.
+
+    kind 'assign': name = code. kind 'sum' / 'max': name starts at 0 / -inf, then for index in
+    range(C), run body and fold code into name (max ignores nan: nan then reaches the result
+    through the sum of exp(x - max), as in torch).
+    """
+
+    kind: str
+    name: str
+    code: str
+    index: str = ""
+    body: tuple["Stmt", ...] = ()
+
+
+@dataclass(frozen=True)
+class RowBody:
+    row: tuple[Stmt, ...]  # per row, before the per-class loop
+    loss: str  # '' when the body computes no loss
+    per_class: tuple[Stmt, ...]  # inside `for k in range(C)`
+    gradients: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class RowVariant:
+    key: str
+    selector: str
+    arrays: tuple[str, ...]  # kernel array arguments, in order
+    layouts: tuple[str, ...]  # per array: 'rows', 'classes' or 'target'
+    reals: tuple[str, ...]
+    differentiable: tuple[str, ...]
+    probabilities: bool
+    forward: RowBody
+    fused: RowBody
+
+
+class _RowLowering:
+    """Turns the row expressions of one variant into statements: sums become loops, each
+    log(sum exp(b)) is shifted by the row maximum of b, and shared work is computed once."""
+
+    def __init__(self, variant: Variant, layouts: dict[str, str]) -> None:
+        from .derive import GRAD_CLASS
+        from .lang import CLASS, CLASSES
+
+        self.variant = variant
+        self.layouts = layouts
+        self.k = GRAD_CLASS
+        self.c = CLASS
+        self.classes = CLASSES
+        self.counter = 0
+
+    def fresh(self, prefix: str) -> sympy.Symbol:
+        self.counter += 1
+        return sympy.Symbol(f"_{prefix}{self.counter}", real=True)
+
+    # -- stable log-sum-exp -----------------------------------------------------------------
+    def shift_exponentials(self, exprs: list[sympy.Expr], stmts: list[Stmt], depth: int) -> list[sympy.Expr]:
+        """sum_c exp(b) = exp(M) Z with M = max_c b and Z = sum_c exp(b - M): nothing overflows,
+        and exp(x_k) / sum_c exp(x_c) becomes exp(x_k - M) / Z."""
+        sums = sorted(
+            {s for e in exprs for s in _outer_sums(e) if isinstance(s.function, sympy.exp)},
+            key=sympy.default_sort_key,
+        )
+        replacements: dict[sympy.Expr, sympy.Expr] = {}
+        for node in sums:
+            (index, _, _) = node.limits[0]
+            exponent = node.function.args[0]
+            maximum = self.fresh("m")
+            stmts.append(self.reduction("max", maximum, exponent, index, depth))
+            z = self.fresh("z")
+            stmts.append(self.reduction("sum", z, sympy.exp(exponent - maximum), index, depth))
+            replacements[node] = sympy.exp(maximum) * z
+        if not replacements:
+            return exprs
+        result = []
+        for e in exprs:
+            e = e.xreplace(replacements)
+            e = e.replace(
+                lambda n: isinstance(n, sympy.log) and isinstance(n.args[0], sympy.Mul)
+                and any(isinstance(f, sympy.exp) for f in n.args[0].args),
+                lambda n: sympy.Add(*[f.args[0] if isinstance(f, sympy.exp) else sympy.log(f) for f in n.args[0].args]),
+            )
+            result.append(sympy.powsimp(e, combine="exp"))
+        return result
+
+    # -- sums to loops ----------------------------------------------------------------------
+    def reduction(self, op: str, name: sympy.Symbol, body: sympy.Expr, index: sympy.Symbol, depth: int) -> Stmt:
+        loop_index = sympy.Symbol(f"c{depth}", integer=True)
+        body = body.xreplace({index: loop_index})
+        inner: list[Stmt] = []
+        (value,) = self.lower_sums([body], inner, depth + 1)
+        return Stmt(op, str(name), self.code(value), str(loop_index), tuple(inner))
+
+    def lower_sums(self, exprs: list[sympy.Expr], stmts: list[Stmt], depth: int) -> list[sympy.Expr]:
+        exprs = self.shift_exponentials(exprs, stmts, depth)
+        outermost = sorted({s for e in exprs for s in _outer_sums(e)}, key=sympy.default_sort_key)
+        replacements = {}
+        for node in outermost:
+            (index, _, _) = node.limits[0]
+            name = self.fresh("s")
+            stmts.append(self.reduction("sum", name, node.function, index, depth))
+            replacements[node] = name
+        return [e.xreplace(replacements) for e in exprs]
+
+    # -- printing ---------------------------------------------------------------------------
+    def code(self, expr: sympy.Expr) -> str:
+        views = {}
+        for name, base in self.variant.symbols.items():
+            if isinstance(base, sympy.IndexedBase):
+                suffix = "_a" if self.layouts.get(name) == "classes" else "_r"
+                views[base] = sympy.IndexedBase(f"{name}{suffix}", real=True)
+        expr = expr.replace(
+            lambda n: isinstance(n, sympy.Indexed) and n.base in views,
+            lambda n: views[n.base][n.indices],
+        )
+        expr = expr.subs(self.classes, sympy.Symbol("C", real=True))
+        return to_code(expr)
+
+    def body(self, with_loss: bool, with_gradients: bool) -> RowBody:
+        exprs: list[sympy.Expr] = [self.variant.loss] if with_loss else []
+        names = [name for name, _ in self.variant.gradients] if with_gradients else []
+        exprs += [g for _, g in self.variant.gradients] if with_gradients else []
+        row_stmts: list[Stmt] = []
+        per_class: list[Stmt] = []
+        # sums free of k are row reductions; those with k run inside the per-class loop
+        lowered = self.lower_sums_split(exprs, row_stmts, per_class)
+        shared = share(lowered)
+        k_dependent: set[sympy.Symbol] = {sympy.Symbol(s.name, real=True) for s in per_class}
+        for symbol, value in shared.temporaries:
+            stmt = Stmt("assign", str(symbol), self.code(value))
+            if self.k in value.free_symbols or value.free_symbols & k_dependent:
+                k_dependent.add(symbol)
+                per_class.append(stmt)
+            else:
+                row_stmts.append(stmt)
+        outputs = [self.code(e) for e in shared.outputs]
+        loss = outputs.pop(0) if with_loss else ""
+        return RowBody(tuple(row_stmts), loss, tuple(per_class), tuple(zip(names, outputs)))
+
+    def lower_sums_split(self, exprs: list[sympy.Expr], row_stmts: list[Stmt], per_class: list[Stmt]) -> list[sympy.Expr]:
+        exprs = self.shift_exponentials(exprs, row_stmts, 0)
+        replacements = {}
+        for node in sorted({s for e in exprs for s in _outer_sums(e)}, key=sympy.default_sort_key):
+            (index, _, _) = node.limits[0]
+            name = self.fresh("s")
+            target = per_class if self.k in node.free_symbols else row_stmts
+            target.append(self.reduction("sum", name, node.function, index, 0))
+            replacements[node] = name
+        return [e.xreplace(replacements) for e in exprs]
+
+
+def _outer_sums(expr: sympy.Expr) -> list[sympy.Sum]:
+    """Sums not nested inside another sum."""
+    if isinstance(expr, sympy.Sum):
+        return [expr]
+    found: list[sympy.Sum] = []
+    for arg in expr.args:
+        found += _outer_sums(arg)
+    return found
+
+
+def lower_row_variant(variant: Variant, layouts: dict[str, str]) -> RowVariant:
+    selector_values = [value for _, value in variant.flags] + [value for _, value in variant.present]
+    selector = "(" + "".join(f"{value}, " for value in selector_values) + ")"
+    lowering = _RowLowering(variant, layouts)
+    return RowVariant(
+        key=variant.key,
+        selector=selector,
+        arrays=variant.arrays,
+        layouts=tuple("rows" if layouts[a] == "target" and variant.probabilities else layouts[a] for a in variant.arrays),
+        reals=variant.reals,
+        differentiable=tuple(name for name, _ in variant.gradients),
+        probabilities=variant.probabilities,
+        forward=lowering.body(True, False),
+        fused=lowering.body(True, True),
+    )
+
+
+@dataclass(frozen=True)
+class RowIR:
+    name: str
+    spec_path: str
+    summary: str
+    signature: tuple[SignatureParam, ...]
+    arrays: tuple[str, ...]
+    layouts: tuple[tuple[str, str], ...]
+    required: tuple[str, ...]
+    differentiable: tuple[str, ...]
+    optional: tuple[str, ...]
+    reals: tuple[str, ...]
+    flags: tuple[str, ...]  # flags, then probability switches: the variant selector's order
+    ignore_index: str
+    target: str  # the ClassTarget's name
+    switch_count: int
+    legacy: bool
+    reductions: tuple[ReductionIR, ...]
+    prepare_source: str
+    variants: tuple[RowVariant, ...]
+
+
+def lower_row(loaded: LoadedSpec) -> RowIR:
+    from .derive import row_variants
+    from .lang import ClassTarget
+
+    spec, path = loaded.spec, loaded.path
+    layouts: dict[str, str] = {}
+    for p in spec.params:
+        if isinstance(p, (Tensor, OptionalTensor)):
+            layouts[p.name] = p.layout
+        elif isinstance(p, ClassTarget):
+            layouts[p.name] = "target"
+    try:
+        lowered = tuple(lower_row_variant(v, layouts) for v in row_variants(path, spec))
+    except SpecError as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise SpecError(f"{path}: field 'element': {error}") from error
+    switches = tuple(p.probabilities_switch for p in spec.params if isinstance(p, ClassTarget) and p.probabilities_switch)
+    return RowIR(
+        name=spec.name,
+        spec_path=path.as_posix(),
+        summary=spec.summary,
+        signature=signature(spec),
+        arrays=tuple(layouts),
+        layouts=tuple(layouts.items()),
+        required=tuple(p.name for p in spec.params if isinstance(p, (Tensor, ClassTarget))),
+        differentiable=tuple(p.name for p in spec.params if isinstance(p, Tensor) and p.differentiable),
+        optional=tuple(p.name for p in spec.params if isinstance(p, OptionalTensor)),
+        reals=tuple(p.name for p in spec.params if isinstance(p, Real)),
+        flags=tuple(p.name for p in spec.params if isinstance(p, Flag)) + switches,
+        ignore_index=spec.ignore_index,
+        target=next((p.name for p in spec.params if isinstance(p, ClassTarget)), ""),
+        switch_count=len(switches),
+        legacy=any(isinstance(p, Legacy) for p in spec.params),
+        reductions=tuple(lower_reduction(r) for r in reductions(spec)),
+        prepare_source=prepare_source(path, spec),
+        variants=lowered,
     )

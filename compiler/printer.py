@@ -61,6 +61,14 @@ class KernelPrinter(PythonCodePrinter):  # type: ignore[misc]
         z = self._print(expr.args[0])
         return f"(1.0 if {z} > 0.0 else (-1.0 if {z} < 0.0 else 0.0))"
 
+    def _print_KroneckerDelta(self, expr: Any) -> str:
+        a, b = (self._print(i) for i in expr.args)
+        return f"(1.0 if {a} == {b} else 0.0)"
+
+    def _print_Indexed(self, expr: Any) -> str:
+        # indices are integer loop variables or class targets: printed as they are
+        return f"{expr.base}[{', '.join(str(i) for i in expr.indices)}]"
+
     def _print_Max(self, expr: Any) -> str:
         return self._minmax(expr, ">")
 

@@ -6,7 +6,7 @@ from typing import Iterable
 
 import jinja2
 
-from .lower import ElementwiseIR, SignatureParam
+from .lower import ElementwiseIR, RowIR, SignatureParam
 from .primitives import PRIMITIVES
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -32,6 +32,8 @@ def _environment() -> jinja2.Environment:
     env.filters["pytuple"] = lambda items: repr(tuple(items))
     env.filters["param"] = _param
     env.filters["kwarg"] = lambda name: f"{name}={name}"
+    env.filters["pydict"] = lambda items: repr(dict(items))
+    env.globals["zip"] = zip
     return env
 
 
@@ -54,7 +56,7 @@ def _latex_environment() -> jinja2.Environment:
     return env
 
 
-def render_package(modules: Iterable[ElementwiseIR]) -> dict[str, str]:
+def render_package(modules: Iterable[ElementwiseIR | RowIR]) -> dict[str, str]:
     """Files of the generated package, keyed by their path relative to the package."""
     env = _environment()
     modules = list(modules)
@@ -67,7 +69,8 @@ def render_package(modules: Iterable[ElementwiseIR]) -> dict[str, str]:
         "__init__.py": env.get_template("__init__.py.j2").render(modules=sorted(modules, key=lambda m: m.name)),
     }
     for module in modules:
-        files[f"{module.name}.py"] = env.get_template("elementwise.py.j2").render(ir=module)
+        template = "row.py.j2" if isinstance(module, RowIR) else "elementwise.py.j2"
+        files[f"{module.name}.py"] = env.get_template(template).render(ir=module)
     return files
 
 

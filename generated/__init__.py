@@ -8,6 +8,7 @@ NAME_value_and_grad(...) returns (loss, gradients) from one fused pass.
 from ._runtime import InvalidArgument, InvalidIndex
 from .binary_cross_entropy import binary_cross_entropy, binary_cross_entropy_backward, binary_cross_entropy_value_and_grad
 from .binary_cross_entropy_with_logits import binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_backward, binary_cross_entropy_with_logits_value_and_grad
+from .cross_entropy import cross_entropy, cross_entropy_backward, cross_entropy_value_and_grad
 from .gaussian_nll_loss import gaussian_nll_loss, gaussian_nll_loss_backward, gaussian_nll_loss_value_and_grad
 from .hinge_embedding_loss import hinge_embedding_loss, hinge_embedding_loss_backward, hinge_embedding_loss_value_and_grad
 from .huber_loss import huber_loss, huber_loss_backward, huber_loss_value_and_grad
@@ -22,6 +23,7 @@ from .soft_margin_loss import soft_margin_loss, soft_margin_loss_backward, soft_
 LOSSES = (
     'binary_cross_entropy',
     'binary_cross_entropy_with_logits',
+    'cross_entropy',
     'gaussian_nll_loss',
     'hinge_embedding_loss',
     'huber_loss',
@@ -44,6 +46,9 @@ __all__ = [
     'binary_cross_entropy_with_logits',
     'binary_cross_entropy_with_logits_backward',
     'binary_cross_entropy_with_logits_value_and_grad',
+    'cross_entropy',
+    'cross_entropy_backward',
+    'cross_entropy_value_and_grad',
     'gaussian_nll_loss',
     'gaussian_nll_loss_backward',
     'gaussian_nll_loss_value_and_grad',

@@ -272,6 +272,44 @@ class Call:
         else:
             self.reduction_cpp()
 
+    # row losses ---------------------------------------------------------------------------------
+    def class_weight_check(self, classes, like, weight="weight"):
+        """A per-class weight: exactly (C,)."""
+        w = self.values.get(weight)
+        if w is not None and w.shape != (classes,):
+            raise InvalidArgument(
+                "weight tensor should be defined either for all {} classes or no classes but got "
+                "weight tensor of shape: {}".format(classes, list(w.shape))
+            )
+
+    def class_target_check(self, classes, ignore_index=None, target="target"):
+        """Class indices: input's shape without the class axis, integers in [0, C) (or ignored)."""
+        x, t = self.values["input"], self.values[target]
+        expected = () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
+        if t.dtype.kind not in "iu":
+            raise InvalidArgument(
+                "class-index target must be an integer array, got {} (probabilities must have the "
+                "input's shape {})".format(t.dtype, fmt_shape(x.shape))
+            )
+        if t.shape != expected:
+            if x.ndim >= 2 and (t.ndim == 0 or t.shape[0] != x.shape[0]):
+                raise ValueError(
+                    "Expected input batch_size ({}) to match target batch_size ({}).".format(
+                        x.shape[0], t.shape[0] if t.ndim else 0
+                    )
+                )
+            raise InvalidArgument(
+                "target has shape {}, expected {} for input of shape {}".format(
+                    fmt_shape(t.shape), fmt_shape(expected), fmt_shape(x.shape)
+                )
+            )
+        if t.size:
+            outside = (t < 0) | (t >= classes)
+            if ignore_index is not None:
+                outside &= t != ignore_index
+            if np.any(outside):
+                raise InvalidIndex("Target {} is out of bounds.".format(t[outside].reshape(-1)[0]))
+
     def require_inside(self, target="input"):
         """The loss is written into an array shaped like ``target``: the others may not enlarge it."""
         shape = self.broadcast()
@@ -295,24 +333,12 @@ class ElementwiseLoss:
     """Runs the kernels compiled for one elementwise loss. ``variants`` maps the tuple of
     (flag values..., optional tensors present...) to (forward, backward, fused) kernels."""
 
-    def __init__(self, name, arrays, required, differentiable, optional, reals, flags, legacy,
-                 denominators, value_of, coefficient_of, result_dtype, integers_promote, prepare,
-                 variants):
-        self.name = name
-        self.arrays = arrays
-        self.required = required
-        self.differentiable = differentiable
-        self.optional = optional
-        self.reals = reals
-        self.flags = flags
-        self.legacy = legacy
-        self.denominators = denominators
-        self.value_of = value_of
-        self.coefficient_of = coefficient_of
-        self.result_dtype = result_dtype
-        self.integers_promote = integers_promote
-        self.prepare = prepare
-        self.variants = variants
+    ints = ()
+    result_dtype = "promote"
+    integers_promote = False
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
 
     # ---- argument handling ------------------------------------------------------------------
     def bind(self, values):
@@ -333,8 +359,13 @@ class ElementwiseLoss:
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
                 raise ValueError("{} must be a real number, got {!r}".format(name, value))
             values[name] = float(value)
+        for name in self.ints:
+            value = values[name]
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError("{} must be an integer, got {!r}".format(name, value))
+            values[name] = int(value)
         for name in self.flags:
-            values[name] = bool(values[name])
+            values[name] = bool(values.get(name, False))  # a switch not in the signature: off
         call = Call(self, values)
         call.raw, call.legacy_used = raw, legacy_used
         call.original_shapes = {n: values[n].shape for n in self.arrays if values.get(n) is not None}
@@ -343,8 +374,11 @@ class ElementwiseLoss:
             self.prepare(call)
         if not call.reduction_parsed:
             call.reduction_cpp()
-        call.shape = call.broadcast()
+        call.shape = self.loss_shape(call)
         return call
+
+    def loss_shape(self, call):
+        return call.broadcast()
 
     def dtype(self, call):
         if self.result_dtype != "promote":
@@ -475,3 +509,158 @@ class ElementwiseLoss:
             own = call.original_dtypes[name]
             result.append(np.asarray(grad, dtype=own if own.kind == "f" else dtype))
         return tuple(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# the row driver: losses over a class axis
+# ---------------------------------------------------------------------------------------------
+
+class RowLoss(ElementwiseLoss):
+    """Runs the kernels of a loss over the class axis (axis 1 of input; axis 0 of a 1-D input).
+
+    Arrays go to the kernels without transposing: input (N, C, d1..dk) is viewed as (N, C, D),
+    class targets as (N, D), per-class tensors as (C,). Each kernel iteration is one (n, j) row.
+    """
+
+    @property
+    def arrays(self):
+        return tuple(self.layouts)
+
+    def target_name(self):
+        for name, layout in self.layouts.items():
+            if layout == "target":
+                return name
+        return None
+
+    def bind(self, values):
+        x = values.get("input")
+        if isinstance(x, np.ndarray) and x.ndim == 0:  # before the spec's checks index its axes
+            raise ValueError("input must have a class axis: got a 0-d array")
+        call = ElementwiseLoss.bind(self, values)
+        if call["input"].ndim == 0:
+            raise ValueError("input must have a class axis: got a 0-d array")
+        if not is_float(call["input"]):
+            raise ValueError("input must be a floating point array, got {}".format(call["input"].dtype))
+        return call
+
+    def rows_view(self, call, array):
+        """(N, C, D) view of an array shaped like input (a copy only if not contiguous)."""
+        x = call["input"]
+        array = np.ascontiguousarray(np.broadcast_to(array, x.shape))
+        if x.ndim == 1:
+            return array.reshape(1, x.shape[0], 1)
+        return array.reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))
+
+    def loss_shape(self, call):
+        x = call["input"]
+        if x.ndim == 0:
+            raise ValueError("input must have a class axis: got a 0-d array")
+        return () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
+
+    def kernel_arrays(self, call, dtype, names):
+        x = call["input"]
+        result = []
+        for name in names:
+            array = call[name]
+            layout = self.layouts[name]
+            if layout == "target" and not call.target_is_probabilities:
+                rows, depth = (1, 1) if x.ndim == 1 else (x.shape[0], math.prod(x.shape[2:]))
+                result.append(np.ascontiguousarray(array, dtype=np.int64).reshape(rows, depth))
+            elif layout == "classes":
+                result.append(np.ascontiguousarray(array, dtype=dtype))
+            else:
+                result.append(self.rows_view(call, np.asarray(array, dtype=dtype)))
+        return result
+
+    def variant(self, call):
+        key = tuple(call[f] for f in self.flags) + tuple(call.values.get(o) is not None for o in self.optional)
+        return self.variants[key]
+
+    def denominator(self, call):
+        rule = self.denominators[call.reduction]
+        if rule is None:
+            return 1.0
+        kind, tensor = rule
+        rows = float(math.prod(self.loss_shape(call)))
+        if kind == "count" or call.target_is_probabilities:
+            return rows
+        if kind == "target_weight":
+            target = np.asarray(call[self.target_name()]).reshape(-1)
+            kept = target[target != call[self.ignore_index]] if self.ignore_index else target
+            weight = call.values.get(tensor)
+            if weight is None:
+                return float(kept.size)
+            return float(np.sum(np.asarray(weight, dtype=np.float64)[kept]))
+        return ElementwiseLoss.denominator(self, call)
+
+    def setup(self, values):
+        call = self.bind(values)
+        call.target_is_probabilities = any(
+            call[f] for f in self.flags[len(self.flags) - self.switch_count:]
+        ) if self.switch_count else False
+        dtype = self.dtype(call)
+        forward, fused, names, differentiable = self.variant(call)
+        arrays = self.kernel_arrays(call, dtype, names)
+        scalars = tuple(call[r] for r in self.reals)
+        ignore = call[self.ignore_index] if self.ignore_index else 0
+        shape = self.loss_shape(call)
+        rows = arrays[0].shape[0] * arrays[0].shape[2]
+        nchunks = max(1, min(rows, chunk_count(rows * arrays[0].shape[1])))
+        return call, dtype, forward, fused, arrays, scalars, ignore, shape, nchunks, differentiable
+
+    def forward(self, values):
+        call, dtype, forward, _, arrays, scalars, ignore, shape, nchunks, _ = self.setup(values)
+        partials = np.zeros(nchunks, dtype=np.float64)
+        rows = arrays[0].shape[0]
+        if call.reduction == "none":
+            out = np.empty((rows, arrays[0].shape[2]), dtype=dtype)
+            forward(*arrays, *scalars, ignore, out, partials, nchunks, True)
+            return out.reshape(shape)
+        forward(*arrays, *scalars, ignore, np.empty((1, 1), dtype=dtype), partials, nchunks, False)
+        return np.asarray(self.reduce(call, partials), dtype=dtype)
+
+    def run_fused(self, values, grad_output):
+        call, dtype, _, fused, arrays, scalars, ignore, shape, nchunks, differentiable = self.setup(values)
+        partials = np.zeros(nchunks, dtype=np.float64)
+        grads = [np.empty(arrays[0].shape, dtype=dtype) for _ in differentiable]
+        rows, depth = arrays[0].shape[0], arrays[0].shape[2]
+        out = np.empty((rows, depth), dtype=dtype)
+        store = call.reduction == "none"
+        if grad_output is None:  # value_and_grad: grad_output = 1
+            go, scale, use_array = np.ones((1, 1), dtype=dtype), 1.0 if store else self.coefficient(call), False
+        elif store:
+            grad_output = as_array("grad_output", grad_output)
+            if grad_output.shape != tuple(shape):
+                raise ValueError(
+                    "grad_output has shape {}, the unreduced loss has shape {}".format(
+                        fmt_shape(grad_output.shape), fmt_shape(shape)
+                    )
+                )
+            go, scale, use_array = np.ascontiguousarray(grad_output, dtype=dtype).reshape(rows, depth), 1.0, True
+        else:
+            grad_output = as_array("grad_output", grad_output)
+            if grad_output.size != 1:
+                raise ValueError(
+                    "grad_output of a reduced loss must be a scalar, got shape {}".format(fmt_shape(grad_output.shape))
+                )
+            go = np.ones((1, 1), dtype=dtype)
+            scale, use_array = float(grad_output.reshape(-1)[0]) * self.coefficient(call), False
+        if not store and not math.isfinite(scale) and call.reduction == "mean":
+            scale = 0.0  # an empty mean (all targets ignored): torch's gradient is zero, not nan
+        fused(*arrays, *scalars, ignore, go, scale, use_array, out, partials, nchunks, store, *grads)
+        value = out.reshape(shape) if store else np.asarray(self.reduce(call, partials), dtype=dtype)
+        by_name = dict(zip(differentiable, grads))
+        result = []
+        for name in self.required:
+            grad = by_name.get(name)
+            if grad is None:
+                result.append(None)
+                continue
+            result.append(grad.reshape(call.original_shapes[name]).astype(call.original_dtypes[name], copy=False))
+        return value, tuple(result)
+
+    def backward(self, grad_output, values):
+        return self.run_fused(values, grad_output)[1]
+
+    def value_and_grad(self, values):
+        return self.run_fused(values, None)
