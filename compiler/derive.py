@@ -13,6 +13,7 @@ from pathlib import Path
 import sympy
 
 from .lang import (
+    Auxiliary,
     BatchSize,
     ClassTarget,
     Count,
@@ -72,7 +73,7 @@ def row_variants(path: Path, spec: Loss) -> list[Variant]:
     targets = [p for p in spec.params if isinstance(p, ClassTarget)]
     switches = [t.probabilities_switch for t in targets if t.probabilities_switch]
     result = []
-    for flag_values in itertools.product((False, True), repeat=len(flags)):
+    for flag_values in itertools.product(*[f.values for f in flags]):
         for present_values in itertools.product((False, True), repeat=len(optional)):
             for switch_values in itertools.product((False, True), repeat=len(switches)):
                 flag_pairs = tuple((f.name, v) for f, v in zip(flags, flag_values))
@@ -119,6 +120,10 @@ def _row_variant(
                 arrays.append(p.name)
             else:
                 arguments[p.name] = Neutral(p.neutral)
+        elif isinstance(p, Auxiliary):
+            symbols[p.name] = row_symbol(p.name, p.layout)
+            arguments[p.name] = symbols[p.name]
+            arrays.append(p.name)
         elif isinstance(p, Real):
             symbols[p.name] = sympy.Symbol(p.name, real=True)
             arguments[p.name] = symbols[p.name]
@@ -136,9 +141,7 @@ def _row_variant(
     for name in differentiable:
         base = symbols[name]
         gradients.append((name, resolve_sums(sympy.diff(loss, base[GRAD_CLASS]))))
-    on = [name for name, value in flags if value] + [name for name, value in present if value]
-    on += [name for name, value in switches if value]
-    key = "_".join(sorted(on)) or "plain"
+    key = variant_key(flags + switches, present)
     selector_flags = flags + switches
     return Variant(key, selector_flags, present, tuple(arrays), tuple(reals), symbols, loss, tuple(gradients), probabilities)
 
@@ -166,7 +169,7 @@ def variants(path: Path, spec: Loss) -> list[Variant]:
     optional = [p for p in spec.params if isinstance(p, OptionalTensor)]
     symbols = symbols_for(spec)
     result = []
-    for flag_values in itertools.product((False, True), repeat=len(flags)):
+    for flag_values in itertools.product(*[f.values for f in flags]):
         for present_values in itertools.product((False, True), repeat=len(optional)):
             flag_pairs = tuple((f.name, v) for f, v in zip(flags, flag_values))
             present_pairs = tuple((o.name, v) for o, v in zip(optional, present_values))
@@ -214,9 +217,15 @@ def _variant(
         for p in spec.params
         if isinstance(p, Tensor) and p.differentiable
     )
-    on = [name for name, value in flags if value] + [name for name, value in present if value]
-    key = "_".join(sorted(on)) or "plain"
+    key = variant_key(flags, present)
     return Variant(key, flags, present, tuple(arrays), tuple(reals), symbols, loss, gradients)
+
+
+def variant_key(flags: tuple[tuple[str, object], ...], present: tuple[tuple[str, bool], ...]) -> str:
+    """A readable, stable kernel-name suffix: boolean options by name when on, others as name+value."""
+    on = [name if value is True else f"{name}{value}" for name, value in flags if value is not False]
+    on += [name for name, value in present if value]
+    return "_".join(sorted(on)) or "plain"
 
 
 def reductions(spec: Loss) -> list[ReductionRule]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import sympy
 
 from .derive import Variant, reductions, variants
-from .lang import BatchSize, ClassTarget, Int, TargetWeightSum, Count, Denominator, Flag, Legacy, OptionalTensor, Real, Reduction, SumOf, Tensor
+from .lang import Auxiliary, BatchSize, ClassTarget, Int, TargetWeightSum, Count, Denominator, Flag, Legacy, OptionalTensor, Real, Reduction, SumOf, Tensor
 from .load import LoadedSpec
 
 
@@ -80,12 +80,14 @@ def _variant_title(variant: Variant) -> str:
 def _kind(p: object) -> str:
     return {Tensor: "tensor", OptionalTensor: "optional tensor", Real: "real", Flag: "flag",
             Legacy: "deprecated", Reduction: "reduction", ClassTarget: "class target",
-            Int: "integer"}[type(p)]
+            Int: "integer", Auxiliary: "computed"}[type(p)]
 
 
 def _default(p: object) -> str:
     if isinstance(p, (Tensor, ClassTarget)):
         return "required"
+    if isinstance(p, Auxiliary):
+        return "(not a parameter)"
     if isinstance(p, (OptionalTensor, Legacy)):
         return "None"
     return repr(getattr(p, "default"))

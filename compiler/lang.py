@@ -72,6 +72,16 @@ class ClassTarget:
 
 
 @dataclass(frozen=True)
+class Auxiliary:
+    """A row-layout array the spec's prepare step computes from the arguments (not a parameter):
+    e.g. multilabel_margin's target-membership mask."""
+
+    name: str
+    layout: Layout = "rows"
+    doc: str = ""
+
+
+@dataclass(frozen=True)
 class Int:
     """An integer runtime parameter that steers the kernel, never the formula (ignore_index)."""
 
@@ -91,11 +101,15 @@ class Real:
 
 @dataclass(frozen=True)
 class Flag:
-    """A boolean option that changes the formula: each value gets its own kernel."""
+    """An option that changes the formula: each value gets its own kernel. Boolean by default;
+    ``values`` lists the accepted values otherwise (e.g. p in (1, 2)), ``error`` the message
+    for any other value."""
 
     name: str
-    default: bool
+    default: Any
     doc: str = ""
+    values: tuple[Any, ...] = (False, True)
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,7 @@ class Reduction:
     name: str = "reduction"
 
 
-Param = Union[Tensor, OptionalTensor, ClassTarget, Int, Real, Flag, Legacy, Reduction]
+Param = Union[Tensor, OptionalTensor, ClassTarget, Auxiliary, Int, Real, Flag, Legacy, Reduction]
 
 
 @dataclass(frozen=True)
@@ -168,6 +182,8 @@ class Loss:
     kind: Literal["elementwise", "row"] = "elementwise"
     # row losses: the Int parameter whose value marks a target row as ignored (contributes 0)
     ignore_index: str = ""
+    # row losses: the class axis of input, 1 (torch's usual) or -1 (multilabel_soft_margin)
+    class_axis: int = 1
     torch_name: str = ""
     # extra cases the tests must run: keyword arguments merged into the generated samples
     test_options: tuple[dict[str, Any], ...] = field(default_factory=tuple)
@@ -175,12 +191,46 @@ class Loss:
 
 # The class axis of row losses: specs sum over CLASS from 0 to CLASSES - 1.
 CLASS = sympy.Symbol("c", integer=True)
+OTHER_CLASS = sympy.Symbol("c_other", integer=True)  # for a second, nested sum over the classes
 CLASSES = sympy.Symbol("C", integer=True, positive=True)
 
 
-def class_sum(body: sympy.Expr) -> sympy.Expr:
-    """The sum of ``body`` over the classes of one row (use CLASS as the index)."""
-    return sympy.Sum(body, (CLASS, 0, CLASSES - 1))
+class ClassSum(sympy.Expr):  # type: ignore[misc]
+    """sum over index = 0 .. C-1 of body, with the index bound.
+
+    Our own node rather than sympy.Sum: Sum folds Piecewise bodies into Piecewise-of-Sums even
+    when the conditions depend on the index, which is wrong for hinge losses.
+    """
+
+    is_commutative = True
+
+    def __new__(cls, body: Any, index: sympy.Symbol) -> "ClassSum":
+        return sympy.Expr.__new__(cls, sympy.sympify(body), index)  # type: ignore[no-any-return]
+
+    @property
+    def body(self) -> sympy.Expr:
+        return self.args[0]  # type: ignore[no-any-return]
+
+    @property
+    def index(self) -> sympy.Symbol:
+        return self.args[1]  # type: ignore[no-any-return]
+
+    @property
+    def free_symbols(self) -> set[sympy.Basic]:
+        return self.body.free_symbols - {self.index}  # type: ignore[no-any-return]
+
+    def _eval_derivative(self, s: sympy.Basic) -> sympy.Expr:
+        return ClassSum(sympy.diff(self.body, s), self.index)
+
+    def _latex(self, printer: Any, exp: Any = None) -> str:
+        i = printer._print(self.index)
+        text = rf"\sum_{{{i}=0}}^{{C-1}} \left({printer._print(self.body)}\right)"
+        return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
+
+
+def class_sum(body: sympy.Expr, index: sympy.Symbol = CLASS) -> sympy.Expr:
+    """The sum of ``body`` over the classes of one row (index CLASS, or OTHER_CLASS when nested)."""
+    return ClassSum(body, index)
 
 
 def log_softmax_denominator(logits: sympy.Expr) -> sympy.Expr:

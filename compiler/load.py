@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .lang import (
     BatchSize,
+    Auxiliary,
     ClassTarget,
     Int,
     TargetWeightSum,
@@ -81,7 +82,7 @@ def validate(path: Path, spec: Loss) -> None:
         raise _fail(path, "summary", "must say in one sentence what the loss is")
     names: list[str] = []
     for index, param in enumerate(spec.params):
-        if not isinstance(param, (Tensor, OptionalTensor, ClassTarget, Int, Real, Flag, Legacy, Reduction)):
+        if not isinstance(param, (Tensor, OptionalTensor, ClassTarget, Auxiliary, Int, Real, Flag, Legacy, Reduction)):
             raise _fail(path, f"params[{index}]", f"{param!r} is not a parameter of the spec language")
         if not param.name.isidentifier() or keyword.iskeyword(param.name) or param.name.startswith("_"):
             raise _fail(path, f"params[{index}]", f"{param.name!r} is not a valid parameter name")
@@ -110,7 +111,7 @@ def validate(path: Path, spec: Loss) -> None:
     if not callable(spec.element):
         raise _fail(path, "element", "must be a function returning a SymPy expression")
     validate_kind(path, spec)
-    expected = [p.name for p in spec.params if isinstance(p, (Tensor, OptionalTensor, ClassTarget, Real, Flag))]
+    expected = [p.name for p in spec.params if isinstance(p, (Tensor, OptionalTensor, ClassTarget, Auxiliary, Real, Flag))]
     try:
         parameters = list(inspect.signature(spec.element).parameters)
     except (TypeError, ValueError) as error:
@@ -129,7 +130,7 @@ def validate_kind(path: Path, spec: Loss) -> None:
     layouts = [p for p in spec.params if isinstance(p, (Tensor, OptionalTensor)) and p.layout != "elements"]
     targets = [p for p in spec.params if isinstance(p, ClassTarget)]
     if spec.kind == "elementwise":
-        if layouts or targets or any(isinstance(p, Int) for p in spec.params) or spec.ignore_index:
+        if layouts or targets or spec.ignore_index or any(isinstance(p, (Int, Auxiliary)) for p in spec.params):
             raise _fail(path, "kind", "class layouts, ClassTarget, Int and ignore_index need kind='row'")
         return
     first = spec.params[0]
@@ -137,6 +138,8 @@ def validate_kind(path: Path, spec: Loss) -> None:
         raise _fail(path, "params", "a row loss starts with Tensor('input', ..., layout='rows')")
     if any(isinstance(p, (Tensor, OptionalTensor)) and p.layout == "elements" for p in spec.params):
         raise _fail(path, "params", "every tensor of a row loss needs layout 'rows' or 'classes'")
+    if spec.class_axis not in (1, -1):
+        raise _fail(path, "class_axis", "must be 1 or -1")
     if len(targets) > 1:
         raise _fail(path, "params", "at most one ClassTarget")
     ints = {p.name for p in spec.params if isinstance(p, Int)}

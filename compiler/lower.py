@@ -12,7 +12,7 @@ from pathlib import Path
 import sympy
 
 from .derive import ReductionRule, Variant, denominator_kind, reductions, variants
-from .lang import ClassTarget, Flag, Int, Legacy, Loss, OptionalTensor, Real, Reduction, Tensor
+from .lang import ClassSum, ClassTarget, Flag, Int, Legacy, Loss, OptionalTensor, Real, Reduction, Tensor
 from .load import LoadedSpec
 from .optimize import share
 from .printer import SpecError, to_code
@@ -65,6 +65,7 @@ class ElementwiseIR:
     optional: tuple[str, ...]
     reals: tuple[str, ...]
     flags: tuple[str, ...]
+    choices: str  # Python literal: {flag: (accepted values, error message)} for non-boolean flags
     legacy: bool
     result_dtype: str
     integers_promote: bool
@@ -86,7 +87,7 @@ def body(variant: Variant, with_loss: bool, with_gradients: bool) -> Body:
 
 def lower_variant(variant: Variant) -> KernelVariant:
     selector_values = [value for _, value in variant.flags] + [value for _, value in variant.present]
-    selector = "(" + "".join(f"{value}, " for value in selector_values) + ")"
+    selector = "(" + "".join(f"{value!r}, " for value in selector_values) + ")"
     return KernelVariant(
         key=variant.key,
         selector=selector,
@@ -119,6 +120,11 @@ def signature(spec: Loss) -> tuple[SignatureParam, ...]:
         elif isinstance(p, Int):
             params.append(SignatureParam(p.name, _literal(p.default)))
     return tuple(params)
+
+
+def choices(spec: Loss) -> str:
+    found = {p.name: (p.values, p.error) for p in spec.params if isinstance(p, Flag) and p.values != (False, True)}
+    return repr(found)
 
 
 def lower_reduction(rule: ReductionRule) -> ReductionIR:
@@ -169,6 +175,7 @@ def lower(loaded: LoadedSpec) -> ElementwiseIR:
         optional=tuple(p.name for p in spec.params if isinstance(p, OptionalTensor)),
         reals=tuple(p.name for p in spec.params if isinstance(p, Real)),
         flags=tuple(p.name for p in spec.params if isinstance(p, Flag)),
+        choices=choices(spec),
         legacy=any(isinstance(p, Legacy) for p in spec.params),
         result_dtype=spec.result_dtype,
         integers_promote=spec.integers_promote,
@@ -243,13 +250,13 @@ class _RowLowering:
         """sum_c exp(b) = exp(M) Z with M = max_c b and Z = sum_c exp(b - M): nothing overflows,
         and exp(x_k) / sum_c exp(x_c) becomes exp(x_k - M) / Z."""
         sums = sorted(
-            {s for e in exprs for s in _outer_sums(e) if isinstance(s.function, sympy.exp)},
+            {s for e in exprs for s in _outer_sums(e) if isinstance(s.body, sympy.exp)},
             key=sympy.default_sort_key,
         )
         replacements: dict[sympy.Expr, sympy.Expr] = {}
         for node in sums:
-            (index, _, _) = node.limits[0]
-            exponent = node.function.args[0]
+            index = node.index
+            exponent = node.body.args[0]
             maximum = self.fresh("m")
             stmts.append(self.reduction("max", maximum, exponent, index, depth))
             z = self.fresh("z")
@@ -281,9 +288,8 @@ class _RowLowering:
         outermost = sorted({s for e in exprs for s in _outer_sums(e)}, key=sympy.default_sort_key)
         replacements = {}
         for node in outermost:
-            (index, _, _) = node.limits[0]
             name = self.fresh("s")
-            stmts.append(self.reduction("sum", name, node.function, index, depth))
+            stmts.append(self.reduction("sum", name, node.body, node.index, depth))
             replacements[node] = name
         return [e.xreplace(replacements) for e in exprs]
 
@@ -326,19 +332,18 @@ class _RowLowering:
         exprs = self.shift_exponentials(exprs, row_stmts, 0)
         replacements = {}
         for node in sorted({s for e in exprs for s in _outer_sums(e)}, key=sympy.default_sort_key):
-            (index, _, _) = node.limits[0]
             name = self.fresh("s")
             target = per_class if self.k in node.free_symbols else row_stmts
-            target.append(self.reduction("sum", name, node.function, index, 0))
+            target.append(self.reduction("sum", name, node.body, node.index, 0))
             replacements[node] = name
         return [e.xreplace(replacements) for e in exprs]
 
 
-def _outer_sums(expr: sympy.Expr) -> list[sympy.Sum]:
+def _outer_sums(expr: sympy.Expr) -> list[ClassSum]:
     """Sums not nested inside another sum."""
-    if isinstance(expr, sympy.Sum):
+    if isinstance(expr, ClassSum):
         return [expr]
-    found: list[sympy.Sum] = []
+    found: list[ClassSum] = []
     for arg in expr.args:
         found += _outer_sums(arg)
     return found
@@ -346,7 +351,7 @@ def _outer_sums(expr: sympy.Expr) -> list[sympy.Sum]:
 
 def lower_row_variant(variant: Variant, layouts: dict[str, str]) -> RowVariant:
     selector_values = [value for _, value in variant.flags] + [value for _, value in variant.present]
-    selector = "(" + "".join(f"{value}, " for value in selector_values) + ")"
+    selector = "(" + "".join(f"{value!r}, " for value in selector_values) + ")"
     lowering = _RowLowering(variant, layouts)
     return RowVariant(
         key=variant.key,
@@ -374,8 +379,10 @@ class RowIR:
     optional: tuple[str, ...]
     reals: tuple[str, ...]
     flags: tuple[str, ...]  # flags, then probability switches: the variant selector's order
+    choices: str
     ignore_index: str
     target: str  # the ClassTarget's name
+    class_axis: int
     switch_count: int
     legacy: bool
     reductions: tuple[ReductionIR, ...]
@@ -385,12 +392,12 @@ class RowIR:
 
 def lower_row(loaded: LoadedSpec) -> RowIR:
     from .derive import row_variants
-    from .lang import ClassTarget
+    from .lang import Auxiliary, ClassTarget
 
     spec, path = loaded.spec, loaded.path
     layouts: dict[str, str] = {}
     for p in spec.params:
-        if isinstance(p, (Tensor, OptionalTensor)):
+        if isinstance(p, (Tensor, OptionalTensor, Auxiliary)):
             layouts[p.name] = p.layout
         elif isinstance(p, ClassTarget):
             layouts[p.name] = "target"
@@ -413,8 +420,10 @@ def lower_row(loaded: LoadedSpec) -> RowIR:
         optional=tuple(p.name for p in spec.params if isinstance(p, OptionalTensor)),
         reals=tuple(p.name for p in spec.params if isinstance(p, Real)),
         flags=tuple(p.name for p in spec.params if isinstance(p, Flag)) + switches,
+        choices=choices(spec),
         ignore_index=spec.ignore_index,
         target=next((p.name for p in spec.params if isinstance(p, ClassTarget)), ""),
+        class_axis=spec.class_axis,
         switch_count=len(switches),
         legacy=any(isinstance(p, Legacy) for p in spec.params),
         reductions=tuple(lower_reduction(r) for r in reductions(spec)),

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import sympy
 
+from .lang import CLASSES, ClassSum
+
 
 @dataclass(frozen=True)
 class Shared:
@@ -33,39 +35,46 @@ def resolve_sums(expr: sympy.Expr) -> sympy.Expr:
 
     sum_c (A + delta(c, k) B) = sum_c A + B[c := k] for k in range (it always is: k is a class);
     sum_c (A + delta(k, t) B) = sum_c A + delta(k, t) sum_c B; a body is linear in each delta
-    because derivatives of index expressions are. Works inside Piecewise, where SymPy's own
-    ``doit`` does not.
+    because derivatives of index expressions are. Works inside Piecewise too.
     """
-    return expr.replace(lambda node: isinstance(node, sympy.Sum), _resolve_sum)
+    result: sympy.Expr = sympy.sympify(expr).replace(lambda node: isinstance(node, ClassSum), _resolve_sum)
+    return result
 
 
-def _resolve_sum(node: sympy.Sum) -> sympy.Expr:
-    body = node.function
-    (index, low, high) = node.limits[0]
+def _resolve_sum(node: ClassSum) -> sympy.Expr:
+    body, index = node.body, node.index
     deltas = sorted(body.atoms(sympy.KroneckerDelta), key=sympy.default_sort_key)
     for delta in deltas:
         marker = sympy.Dummy("delta")
         marked = sympy.sympify(body).xreplace({delta: marker})
         without = marked.xreplace({marker: 0})
-        with_delta = marked.xreplace({marker: 1})
-        rest = _resolve_sum(sympy.Sum(without, (index, low, high)))
+        with_delta = sympy.sympify(marked.xreplace({marker: 1}) - without)
+        rest = _resolve_sum(ClassSum(without, index))
         if index in delta.free_symbols:
             (other,) = [a for a in delta.args if a != index] or [index]
-            return rest + sympy.sympify(with_delta - without).xreplace({index: other})
-        return rest + delta * _resolve_sum(sympy.Sum(with_delta - without, (index, low, high)))
-    return _hoist(body, index, low, high)
+            return rest + with_delta.xreplace({index: other})
+        return rest + delta * _resolve_sum(ClassSum(with_delta, index))
+    return _hoist(body, index)
 
 
-def _hoist(body: sympy.Expr, index: sympy.Symbol, low: sympy.Expr, high: sympy.Expr) -> sympy.Expr:
-    body = sympy.expand(body, deep=False, power_exp=False, power_base=False, log=False, multinomial=False)
+def _hoist(body: sympy.Expr, index: sympy.Symbol) -> sympy.Expr:
+    # distribute only where that lets a factor leave the loop (w_c (lse - x_c) -> lse sum w_c - ...);
+    # (1 - m_i) h_i stays whole: splitting it would only add a loop and a cancellation
+    expanded = sympy.expand(body, deep=False, power_exp=False, power_base=False, log=False, multinomial=False)
+    if any(
+        not factor.is_Number and index not in factor.free_symbols
+        for term in sympy.Add.make_args(expanded)
+        for factor in sympy.Mul.make_args(term)
+    ):
+        body = expanded
     if body == 0:
         return sympy.Integer(0)
     if isinstance(body, sympy.Add):
-        return sympy.Add(*[_hoist(term, index, low, high) for term in body.args])
+        return sympy.Add(*[_hoist(term, index) for term in body.args])
     outside: list[sympy.Expr] = []
     inside: list[sympy.Expr] = []
     for factor in sympy.Mul.make_args(body):
         (inside if index in factor.free_symbols else outside).append(factor)
     if not inside:
-        return sympy.Mul(*outside) * (high - low + 1)
-    return sympy.Mul(*outside) * sympy.Sum(sympy.Mul(*inside), (index, low, high))
+        return sympy.Mul(*outside) * CLASSES
+    return sympy.Mul(*outside) * ClassSum(sympy.Mul(*inside), index)

@@ -16,6 +16,10 @@ from .kl_div import kl_div, kl_div_backward, kl_div_value_and_grad
 from .l1_loss import l1_loss, l1_loss_backward, l1_loss_value_and_grad
 from .margin_ranking_loss import margin_ranking_loss, margin_ranking_loss_backward, margin_ranking_loss_value_and_grad
 from .mse_loss import mse_loss, mse_loss_backward, mse_loss_value_and_grad
+from .multi_margin_loss import multi_margin_loss, multi_margin_loss_backward, multi_margin_loss_value_and_grad
+from .multilabel_margin_loss import multilabel_margin_loss, multilabel_margin_loss_backward, multilabel_margin_loss_value_and_grad
+from .multilabel_soft_margin_loss import multilabel_soft_margin_loss, multilabel_soft_margin_loss_backward, multilabel_soft_margin_loss_value_and_grad
+from .nll_loss import nll_loss, nll_loss_backward, nll_loss_value_and_grad
 from .poisson_nll_loss import poisson_nll_loss, poisson_nll_loss_backward, poisson_nll_loss_value_and_grad
 from .smooth_l1_loss import smooth_l1_loss, smooth_l1_loss_backward, smooth_l1_loss_value_and_grad
 from .soft_margin_loss import soft_margin_loss, soft_margin_loss_backward, soft_margin_loss_value_and_grad
@@ -31,6 +35,10 @@ LOSSES = (
     'l1_loss',
     'margin_ranking_loss',
     'mse_loss',
+    'multi_margin_loss',
+    'multilabel_margin_loss',
+    'multilabel_soft_margin_loss',
+    'nll_loss',
     'poisson_nll_loss',
     'smooth_l1_loss',
     'soft_margin_loss',
@@ -70,6 +78,18 @@ __all__ = [
     'mse_loss',
     'mse_loss_backward',
     'mse_loss_value_and_grad',
+    'multi_margin_loss',
+    'multi_margin_loss_backward',
+    'multi_margin_loss_value_and_grad',
+    'multilabel_margin_loss',
+    'multilabel_margin_loss_backward',
+    'multilabel_margin_loss_value_and_grad',
+    'multilabel_soft_margin_loss',
+    'multilabel_soft_margin_loss_backward',
+    'multilabel_soft_margin_loss_value_and_grad',
+    'nll_loss',
+    'nll_loss_backward',
+    'nll_loss_value_and_grad',
     'poisson_nll_loss',
     'poisson_nll_loss_backward',
     'poisson_nll_loss_value_and_grad',

@@ -334,6 +334,7 @@ class ElementwiseLoss:
     (flag values..., optional tensors present...) to (forward, backward, fused) kernels."""
 
     ints = ()
+    choices = {}
     result_dtype = "promote"
     integers_promote = False
 
@@ -365,7 +366,14 @@ class ElementwiseLoss:
                 raise ValueError("{} must be an integer, got {!r}".format(name, value))
             values[name] = int(value)
         for name in self.flags:
-            values[name] = bool(values.get(name, False))  # a switch not in the signature: off
+            if name in self.choices:
+                accepted, error = self.choices[name]
+                chosen = [v for v in accepted if not isinstance(values[name], bool) and values[name] == v]
+                if not chosen:
+                    raise ValueError(error or "{} must be one of {}, got {!r}".format(name, accepted, values[name]))
+                values[name] = chosen[0]
+            else:
+                values[name] = bool(values.get(name, False))  # a switch not in the signature: off
         call = Call(self, values)
         call.raw, call.legacy_used = raw, legacy_used
         call.original_shapes = {n: values[n].shape for n in self.arrays if values.get(n) is not None}
@@ -543,19 +551,32 @@ class RowLoss(ElementwiseLoss):
             raise ValueError("input must be a floating point array, got {}".format(call["input"].dtype))
         return call
 
+    def dtype(self, call):
+        """torch's promotion over the arguments (arrays the spec computes do not count)."""
+        present = [n for n in self.required + self.optional if call.values.get(n) is not None]
+        return promote(present, [call[n] for n in present], False)
+
+    def rows_shape(self, shape):
+        """(N, C, D): rows before the class axis, classes, positions after it."""
+        if len(shape) == 1:
+            return (1, shape[0], 1)
+        if self.class_axis == -1:
+            return (math.prod(shape[:-1]), shape[-1], 1)
+        return (shape[0], shape[1], math.prod(shape[2:]))
+
     def rows_view(self, call, array):
         """(N, C, D) view of an array shaped like input (a copy only if not contiguous)."""
         x = call["input"]
         array = np.ascontiguousarray(np.broadcast_to(array, x.shape))
-        if x.ndim == 1:
-            return array.reshape(1, x.shape[0], 1)
-        return array.reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))
+        return array.reshape(self.rows_shape(x.shape))
 
     def loss_shape(self, call):
         x = call["input"]
         if x.ndim == 0:
             raise ValueError("input must have a class axis: got a 0-d array")
-        return () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
+        if x.ndim == 1:
+            return ()
+        return x.shape[:-1] if self.class_axis == -1 else (x.shape[0],) + x.shape[2:]
 
     def kernel_arrays(self, call, dtype, names):
         x = call["input"]
@@ -564,7 +585,7 @@ class RowLoss(ElementwiseLoss):
             array = call[name]
             layout = self.layouts[name]
             if layout == "target" and not call.target_is_probabilities:
-                rows, depth = (1, 1) if x.ndim == 1 else (x.shape[0], math.prod(x.shape[2:]))
+                rows, _, depth = self.rows_shape(x.shape)
                 result.append(np.ascontiguousarray(array, dtype=np.int64).reshape(rows, depth))
             elif layout == "classes":
                 result.append(np.ascontiguousarray(array, dtype=dtype))
@@ -656,7 +677,9 @@ class RowLoss(ElementwiseLoss):
             if grad is None:
                 result.append(None)
                 continue
-            result.append(grad.reshape(call.original_shapes[name]).astype(call.original_dtypes[name], copy=False))
+            grad = sum_to_shape(grad.reshape(call["input"].shape), call[name].shape)  # a broadcast target
+            own = call.original_dtypes[name]
+            result.append(np.asarray(grad.reshape(call.original_shapes[name]), dtype=own if own.kind == "f" else dtype))
         return value, tuple(result)
 
     def backward(self, grad_output, values):

@@ -215,6 +215,7 @@ _LOSS = rt.ElementwiseLoss(
     optional=('weight',),
     reals=(),
     flags=(),
+    choices={},
     legacy=True,
     denominators={
         'none': None,

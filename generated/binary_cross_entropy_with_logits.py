@@ -436,6 +436,7 @@ _LOSS = rt.ElementwiseLoss(
     optional=('weight', 'pos_weight'),
     reals=(),
     flags=(),
+    choices={},
     legacy=True,
     denominators={
         'none': None,

@@ -411,9 +411,11 @@ _LOSS = rt.RowLoss(
     optional=('weight',),
     reals=('label_smoothing',),
     flags=('probabilities',),
+    choices={},
     ignore_index='ignore_index',
     ints=('ignore_index',),
     switch_count=1,
+    class_axis=1,
     legacy=True,
     denominators={
         'none': None,

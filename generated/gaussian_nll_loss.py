@@ -279,6 +279,7 @@ _LOSS = rt.ElementwiseLoss(
     optional=(),
     reals=('eps',),
     flags=('full',),
+    choices={},
     legacy=False,
     denominators={
         'none': None,

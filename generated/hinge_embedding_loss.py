@@ -107,6 +107,7 @@ _LOSS = rt.ElementwiseLoss(
     optional=(),
     reals=('margin',),
     flags=(),
+    choices={},
     legacy=True,
     denominators={
         'none': None,

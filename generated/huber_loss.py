@@ -239,6 +239,7 @@ _LOSS = rt.ElementwiseLoss(
     optional=('weight',),
     reals=('delta',),
     flags=(),
+    choices={},
     legacy=False,
     denominators={
         'none': None,

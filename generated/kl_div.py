@@ -206,6 +206,7 @@ _LOSS = rt.ElementwiseLoss(
     optional=(),
     reals=(),
     flags=('log_target',),
+    choices={},
     legacy=True,
     denominators={
         'none': None,

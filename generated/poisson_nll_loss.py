@@ -384,6 +384,7 @@ _LOSS = rt.ElementwiseLoss(
     optional=(),
     reals=('eps',),
     flags=('log_input', 'full'),
+    choices={},
     legacy=True,
     denominators={
         'none': None,

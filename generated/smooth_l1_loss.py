@@ -137,6 +137,7 @@ _LOSS = rt.ElementwiseLoss(
     optional=(),
     reals=('beta',),
     flags=(),
+    choices={},
     legacy=True,
     denominators={
         'none': None,

@@ -105,6 +105,7 @@ _LOSS = rt.ElementwiseLoss(
     optional=(),
     reals=(),
     flags=(),
+    choices={},
     legacy=True,
     denominators={
         'none': None,

@@ -1,0 +1,65 @@
+from compiler.lang import (
+    CLASS,
+    CLASSES,
+    ClassTarget,
+    Flag,
+    Legacy,
+    Loss,
+    OptionalTensor,
+    Real,
+    Reduction,
+    Tensor,
+    class_sum,
+    relu_strict,
+)
+
+
+def element(input, target, p, margin, weight):
+    def hinge(j):
+        # torch's kernel takes the hinge strictly: zero gradient where the argument is exactly 0
+        return relu_strict(margin - input[target] + input[j]) ** p
+
+    # the sum over j != target, written as the sum over all classes less the target's own term
+    return weight[target] * (class_sum(hinge(CLASS)) - hinge(target)) / CLASSES
+
+
+def prepare(a):
+    a.reduction_cpp()
+    x, t, w = a["input"], a["target"], a["weight"]
+    if x.ndim not in (1, 2) or x.size == 0 and x.ndim == 1:
+        raise rt.InvalidArgument(
+            "Expected non-empty vector or matrix with optional 0-dim batch size, but got: {}".format(list(x.shape))
+        )
+    classes = x.shape[-1]
+    if w is not None:
+        if w.ndim != 1:
+            raise ValueError("weight must be one-dimensional")
+        if w.shape[0] != classes:
+            raise rt.InvalidArgument("inconsistent weight size, expected {} but got {}".format(classes, list(w.shape)))
+    if x.ndim == 1 and t.shape == (1,):
+        a["target"] = t.reshape(())  # torch accepts a (1,) target for one sample
+    a.class_target_check(classes)
+
+
+SPEC = Loss(
+    name="multi_margin_loss",
+    kind="row",
+    summary="Multi-class hinge loss: sum over the other classes of max(0, margin - x[y] + x[j])^p, over C.",
+    params=(
+        Tensor("input", differentiable=True, layout="rows", doc="scores (C) or (N, C)"),
+        ClassTarget("target", doc="class indices (N)"),
+        Flag("p", 1, values=(1, 2), error="only p == 1 and p == 2 supported", doc="1 or 2"),
+        Real("margin", 1.0),
+        OptionalTensor("weight", layout="classes", doc="a weight per class, taken at the target; not differentiable"),
+        Legacy("size_average"),
+        Legacy("reduce"),
+        Reduction("mean"),
+    ),
+    element=element,
+    prepare=prepare,
+    notes=(
+        "The gradient is zero where margin - x[y] + x[j] is exactly 0, as torch's kernel.",
+        "For an empty batch 'mean' is nan and 'sum' is 0; torch returns uninitialised memory there.",
+    ),
+    test_options=({"margin": 0.5},),
+)

@@ -1,0 +1,69 @@
+from compiler.lang import (
+    CLASS,
+    CLASSES,
+    OTHER_CLASS,
+    Auxiliary,
+    Legacy,
+    Loss,
+    Reduction,
+    Tensor,
+    class_sum,
+    relu_strict,
+)
+
+
+def element(input, target, target_count, target_member):
+    # sum over target labels j (with multiplicity) and non-target classes i of
+    # max(0, 1 - (x[j] - x[i])), over C; torch's kernel takes the hinge strictly
+    j, i = CLASS, OTHER_CLASS
+    pairs = class_sum((1 - target_member[i]) * relu_strict(1 - input[j] + input[i]), i)
+    return class_sum(target_count[j] * pairs, j) / CLASSES
+
+
+def prepare(a):
+    a.reduction_cpp()
+    x, t = a["input"], a["target"]
+    if x.ndim not in (1, 2) or x.size == 0 and x.ndim == 1:
+        raise rt.InvalidArgument(
+            "Expected non-empty vector or matrix with optional 0-dim batch size, but got: {}".format(list(x.shape))
+        )
+    if t.shape != x.shape:
+        raise rt.InvalidArgument(
+            "inconsistent target size: {} for input of size: {}".format(list(t.shape), list(x.shape))
+        )
+    if t.dtype.kind not in "iu":
+        raise rt.InvalidArgument("target must be an integer array, got {}".format(t.dtype))
+    classes = x.shape[-1]
+    if t.size and np.any((t < -1) | (t >= classes)):
+        raise rt.InvalidIndex("argument #2 'target' is out of range: {}".format(t[(t < -1) | (t >= classes)].reshape(-1)[0]))
+    # the labels of a row are the entries before its first -1; duplicates count twice
+    rows = t.reshape(-1, classes)
+    listed = np.cumsum(rows == -1, axis=1) == 0
+    count = np.zeros(rows.shape, dtype=np.float64)
+    for r in range(rows.shape[0]):
+        np.add.at(count[r], rows[r][listed[r]], 1.0)
+    a["target_count"] = count.reshape(x.shape)
+    a["target_member"] = (count > 0).astype(np.float64).reshape(x.shape)
+
+
+SPEC = Loss(
+    name="multilabel_margin_loss",
+    kind="row",
+    class_axis=-1,
+    summary="Multi-label hinge loss between each target label and each non-target class, over C.",
+    params=(
+        Tensor("input", differentiable=True, layout="rows", doc="scores (C) or (N, C)"),
+        Tensor("target", differentiable=False, layout="rows", doc="label indices padded with -1: the first -1 ends the list"),
+        Auxiliary("target_count", doc="how often each class is listed before the first -1"),
+        Auxiliary("target_member", doc="1 for a listed class, else 0"),
+        Legacy("size_average"),
+        Legacy("reduce"),
+        Reduction("mean"),
+    ),
+    element=element,
+    prepare=prepare,
+    notes=(
+        "The gradient is zero where 1 - (x[j] - x[i]) is exactly 0, as torch's kernel.",
+        "For an empty batch 'mean' is nan and 'sum' is 0; torch returns uninitialised memory there.",
+    ),
+)
