@@ -209,11 +209,11 @@ class ClassSum(sympy.Expr):  # type: ignore[misc]
 
     @property
     def body(self) -> sympy.Expr:
-        return self.args[0]  # type: ignore[no-any-return]
+        return self.args[0]
 
     @property
     def index(self) -> sympy.Symbol:
-        return self.args[1]  # type: ignore[no-any-return]
+        return self.args[1]
 
     @property
     def free_symbols(self) -> set[sympy.Basic]:
