@@ -620,35 +620,42 @@ class RowLoss(ElementwiseLoss):
             call[f] for f in self.flags[len(self.flags) - self.switch_count:]
         ) if self.switch_count else False
         dtype = self.dtype(call)
-        forward, fused, names, differentiable = self.variant(call)
+        contiguous, strided, names, differentiable = self.variant(call)
         arrays = self.kernel_arrays(call, dtype, names)
+        # positions after the class axis (D > 1) need strided rows; otherwise rows are contiguous
+        if arrays[0].shape[2] == 1:
+            forward, fused = contiguous
+            arrays = [a.reshape(a.shape[:2]) if a.ndim == 3 else a.reshape(-1) if a.ndim == 2 else a for a in arrays]
+        else:
+            forward, fused = strided
         scalars = tuple(call[r] for r in self.reals)
         ignore = call[self.ignore_index] if self.ignore_index else 0
         shape = self.loss_shape(call)
-        rows = arrays[0].shape[0] * arrays[0].shape[2]
+        rows = math.prod(shape)
         nchunks = max(1, min(rows, chunk_count(rows * arrays[0].shape[1])))
         return call, dtype, forward, fused, arrays, scalars, ignore, shape, nchunks, differentiable
 
     def forward(self, values):
         call, dtype, forward, _, arrays, scalars, ignore, shape, nchunks, _ = self.setup(values)
         partials = np.zeros(nchunks, dtype=np.float64)
-        rows = arrays[0].shape[0]
+        out_shape = arrays[0].shape[:1] if arrays[0].ndim == 2 else (arrays[0].shape[0], arrays[0].shape[2])
         if call.reduction == "none":
-            out = np.empty((rows, arrays[0].shape[2]), dtype=dtype)
+            out = np.empty(out_shape, dtype=dtype)
             forward(*arrays, *scalars, ignore, out, partials, nchunks, True)
             return out.reshape(shape)
-        forward(*arrays, *scalars, ignore, np.empty((1, 1), dtype=dtype), partials, nchunks, False)
+        forward(*arrays, *scalars, ignore, np.empty((1,) * len(out_shape), dtype=dtype), partials, nchunks, False)
         return np.asarray(self.reduce(call, partials), dtype=dtype)
 
     def run_fused(self, values, grad_output):
         call, dtype, _, fused, arrays, scalars, ignore, shape, nchunks, differentiable = self.setup(values)
         partials = np.zeros(nchunks, dtype=np.float64)
         grads = [np.empty(arrays[0].shape, dtype=dtype) for _ in differentiable]
-        rows, depth = arrays[0].shape[0], arrays[0].shape[2]
-        out = np.empty((rows, depth), dtype=dtype)
+        out_shape = arrays[0].shape[:1] if arrays[0].ndim == 2 else (arrays[0].shape[0], arrays[0].shape[2])
+        out = np.empty(out_shape, dtype=dtype)
         store = call.reduction == "none"
+        one = np.ones((1,) * len(out_shape), dtype=dtype)
         if grad_output is None:  # value_and_grad: grad_output = 1
-            go, scale, use_array = np.ones((1, 1), dtype=dtype), 1.0 if store else self.coefficient(call), False
+            go, scale, use_array = one, 1.0 if store else self.coefficient(call), False
         elif store:
             grad_output = as_array("grad_output", grad_output)
             if grad_output.shape != tuple(shape):
@@ -657,14 +664,14 @@ class RowLoss(ElementwiseLoss):
                         fmt_shape(grad_output.shape), fmt_shape(shape)
                     )
                 )
-            go, scale, use_array = np.ascontiguousarray(grad_output, dtype=dtype).reshape(rows, depth), 1.0, True
+            go, scale, use_array = np.ascontiguousarray(grad_output, dtype=dtype).reshape(out_shape), 1.0, True
         else:
             grad_output = as_array("grad_output", grad_output)
             if grad_output.size != 1:
                 raise ValueError(
                     "grad_output of a reduced loss must be a scalar, got shape {}".format(fmt_shape(grad_output.shape))
                 )
-            go = np.ones((1, 1), dtype=dtype)
+            go = one
             scale, use_array = float(grad_output.reshape(-1)[0]) * self.coefficient(call), False
         if not store and not math.isfinite(scale) and call.reduction == "mean":
             scale = 0.0  # an empty mean (all targets ignored): torch's gradient is zero, not nan

@@ -12,7 +12,87 @@ from . import _runtime as rt
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_plain(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+def _forward_plain_c(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            if target == ignore_index:
+                if store:
+                    loss_out[r] = 0.0
+                continue
+            _m1 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m1 = _v if _v > _m1 else _m1
+            _z2 = 0.0
+            for c0 in range(C):
+                _z2 += math.exp(-_m1 + input_r[c0])
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += input_r[c0]
+            _t0 = _m1 + math.log(_z2)
+            loss = (1.0 - label_smoothing)*(_t0 - input_r[target]) + label_smoothing*(C*_t0 - _s3)/C
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_plain_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            input_gr = input_g[r]
+            if target == ignore_index:
+                if store:
+                    loss_out[r] = 0.0
+                for k in range(C):
+                    input_gr[k] = 0.0
+                continue
+            s = np.float64(go_a[r]) if use_array else scale
+            _m4 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m4 = _v if _v > _m4 else _m4
+            _z5 = 0.0
+            for c0 in range(C):
+                _z5 += math.exp(-_m4 + input_r[c0])
+            _s6 = 0.0
+            for c0 in range(C):
+                _s6 += input_r[c0]
+            _t0 = _m4 + math.log(_z5)
+            _t1 = label_smoothing/C
+            _t2 = 1.0 - label_smoothing
+            _t3 = (1.0/(_z5))
+            loss = _t1*(C*_t0 - _s6) + _t2*(_t0 - input_r[target])
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _t4 = math.exp(-_m4 + input_r[k])
+                input_gr[k] = s * (_t1*(C*_t3*_t4 - 1.0) + _t2*(_t3*_t4 - (1.0 if k == target else 0.0)))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_plain_s(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -51,7 +131,7 @@ def _forward_plain(input_a, target_a, label_smoothing, ignore_index, loss_out, p
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_plain_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -100,7 +180,91 @@ def _fused_plain(input_a, target_a, label_smoothing, ignore_index, go_a, scale, 
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_probabilities(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+def _forward_probabilities_c(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            _m1 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m1 = _v if _v > _m1 else _m1
+            _z2 = 0.0
+            for c0 in range(C):
+                _z2 += math.exp(-_m1 + input_r[c0])
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += input_r[c0]*target_r[c0]
+            _s4 = 0.0
+            for c0 in range(C):
+                _s4 += input_r[c0]
+            _s5 = 0.0
+            for c0 in range(C):
+                _s5 += target_r[c0]
+            _t0 = _m1 + math.log(_z2)
+            loss = (1.0 - label_smoothing)*(-_s3 + _s5*_t0) + label_smoothing*(C*_t0 - _s4)/C
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_probabilities_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            input_gr = input_g[r]
+            target_gr = target_g[r]
+            s = np.float64(go_a[r]) if use_array else scale
+            _m6 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m6 = _v if _v > _m6 else _m6
+            _z7 = 0.0
+            for c0 in range(C):
+                _z7 += math.exp(-_m6 + input_r[c0])
+            _s8 = 0.0
+            for c0 in range(C):
+                _s8 += input_r[c0]*target_r[c0]
+            _s9 = 0.0
+            for c0 in range(C):
+                _s9 += input_r[c0]
+            _s10 = 0.0
+            for c0 in range(C):
+                _s10 += target_r[c0]
+            _t0 = _m6 + math.log(_z7)
+            _t1 = label_smoothing/C
+            _t2 = 1.0 - label_smoothing
+            loss = _t1*(C*_t0 - _s9) + _t2*(_s10*_t0 - _s8)
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _t3 = -input_r[k]
+                _t4 = math.exp(-_m6 - _t3)/_z7
+                input_gr[k] = s * (_t1*(C*_t4 - 1.0) + _t2*(_s10*_t4 - target_r[k]))
+                target_gr[k] = s * (_t2*(_t0 + _t3))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_probabilities_s(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -141,7 +305,7 @@ def _forward_probabilities(input_a, target_a, label_smoothing, ignore_index, los
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_probabilities(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_probabilities_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -192,7 +356,93 @@ def _fused_probabilities(input_a, target_a, label_smoothing, ignore_index, go_a,
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_weight(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+def _forward_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            if target == ignore_index:
+                if store:
+                    loss_out[r] = 0.0
+                continue
+            _m1 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m1 = _v if _v > _m1 else _m1
+            _z2 = 0.0
+            for c0 in range(C):
+                _z2 += math.exp(-_m1 + input_r[c0])
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += input_r[c0]*weight_a[c0]
+            _s4 = 0.0
+            for c0 in range(C):
+                _s4 += weight_a[c0]
+            _t0 = _m1 + math.log(_z2)
+            loss = (1.0 - label_smoothing)*(_t0 - input_r[target])*weight_a[target] + label_smoothing*(-_s3 + _s4*_t0)/C
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            input_gr = input_g[r]
+            if target == ignore_index:
+                if store:
+                    loss_out[r] = 0.0
+                for k in range(C):
+                    input_gr[k] = 0.0
+                continue
+            s = np.float64(go_a[r]) if use_array else scale
+            _m5 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m5 = _v if _v > _m5 else _m5
+            _z6 = 0.0
+            for c0 in range(C):
+                _z6 += math.exp(-_m5 + input_r[c0])
+            _s7 = 0.0
+            for c0 in range(C):
+                _s7 += input_r[c0]*weight_a[c0]
+            _s8 = 0.0
+            for c0 in range(C):
+                _s8 += weight_a[c0]
+            _t0 = _m5 + math.log(_z6)
+            _t1 = label_smoothing/C
+            _t2 = (1.0 - label_smoothing)*weight_a[target]
+            _t3 = (1.0/(_z6))
+            loss = _t1*(-_s7 + _s8*_t0) + _t2*(_t0 - input_r[target])
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _t4 = math.exp(-_m5 + input_r[k])
+                input_gr[k] = s * (_t1*(_s8*_t3*_t4 - weight_a[k]) + _t2*(_t3*_t4 - (1.0 if k == target else 0.0)))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -234,7 +484,7 @@ def _forward_weight(input_a, target_a, weight_a, label_smoothing, ignore_index, 
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_weight(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -286,7 +536,96 @@ def _fused_weight(input_a, target_a, weight_a, label_smoothing, ignore_index, go
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_probabilities_weight(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+def _forward_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            _m1 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m1 = _v if _v > _m1 else _m1
+            _z2 = 0.0
+            for c0 in range(C):
+                _z2 += math.exp(-_m1 + input_r[c0])
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += input_r[c0]*weight_a[c0]
+            _s4 = 0.0
+            for c0 in range(C):
+                _s4 += target_r[c0]*weight_a[c0]
+            _s5 = 0.0
+            for c0 in range(C):
+                _s5 += input_r[c0]*target_r[c0]*weight_a[c0]
+            _s6 = 0.0
+            for c0 in range(C):
+                _s6 += weight_a[c0]
+            _t0 = _m1 + math.log(_z2)
+            loss = (1.0 - label_smoothing)*(_s4*_t0 - _s5) + label_smoothing*(-_s3 + _s6*_t0)/C
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            input_gr = input_g[r]
+            target_gr = target_g[r]
+            s = np.float64(go_a[r]) if use_array else scale
+            _m7 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m7 = _v if _v > _m7 else _m7
+            _z8 = 0.0
+            for c0 in range(C):
+                _z8 += math.exp(-_m7 + input_r[c0])
+            _s9 = 0.0
+            for c0 in range(C):
+                _s9 += input_r[c0]*weight_a[c0]
+            _s10 = 0.0
+            for c0 in range(C):
+                _s10 += target_r[c0]*weight_a[c0]
+            _s11 = 0.0
+            for c0 in range(C):
+                _s11 += input_r[c0]*target_r[c0]*weight_a[c0]
+            _s12 = 0.0
+            for c0 in range(C):
+                _s12 += weight_a[c0]
+            _t0 = _m7 + math.log(_z8)
+            _t1 = label_smoothing/C
+            _t2 = 1.0 - label_smoothing
+            loss = _t1*(_s12*_t0 - _s9) + _t2*(_s10*_t0 - _s11)
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _t3 = math.exp(-_m7 + input_r[k])/_z8
+                input_gr[k] = s * (_t1*(_s12*_t3 - weight_a[k]) + _t2*(_s10*_t3 - target_r[k]*weight_a[k]))
+                target_gr[k] = s * (_t2*(_t0*weight_a[k] - input_r[k]*weight_a[k]))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -330,7 +669,7 @@ def _forward_probabilities_weight(input_a, target_a, weight_a, label_smoothing, 
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_probabilities_weight(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -434,10 +773,30 @@ _LOSS = rt.RowLoss(
     },
     prepare=_prepare,
     variants={
-        (False, False, ): (_forward_plain, _fused_plain, ('input', 'target'), ('input',)),
-        (True, False, ): (_forward_probabilities, _fused_probabilities, ('input', 'target'), ('input', 'target')),
-        (False, True, ): (_forward_weight, _fused_weight, ('input', 'target', 'weight'), ('input',)),
-        (True, True, ): (_forward_probabilities_weight, _fused_probabilities_weight, ('input', 'target', 'weight'), ('input', 'target')),
+        (False, False, ): (
+            (_forward_plain_c, _fused_plain_c),
+            (_forward_plain_s, _fused_plain_s),
+            ('input', 'target'),
+            ('input',),
+        ),
+        (True, False, ): (
+            (_forward_probabilities_c, _fused_probabilities_c),
+            (_forward_probabilities_s, _fused_probabilities_s),
+            ('input', 'target'),
+            ('input', 'target'),
+        ),
+        (False, True, ): (
+            (_forward_weight_c, _fused_weight_c),
+            (_forward_weight_s, _fused_weight_s),
+            ('input', 'target', 'weight'),
+            ('input',),
+        ),
+        (True, True, ): (
+            (_forward_probabilities_weight_c, _fused_probabilities_weight_c),
+            (_forward_probabilities_weight_s, _fused_probabilities_weight_s),
+            ('input', 'target', 'weight'),
+            ('input', 'target'),
+        ),
     },
 )
 

@@ -12,7 +12,63 @@ from . import _runtime as rt
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_p1(input_a, target_a, margin, ignore_index, loss_out, partials, nchunks, store):
+def _forward_p1_c(input_a, target_a, margin, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            _s1 = 0.0
+            for c0 in range(C):
+                _s1 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target])
+            loss = (_s1 - (0.0 if (margin <= 0.0) else margin))/C
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_p1_c(input_a, target_a, margin, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            input_gr = input_g[r]
+            s = np.float64(go_a[r]) if use_array else scale
+            _s2 = 0.0
+            for c0 in range(C):
+                _s2 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0)
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target])
+            _t0 = (1.0/(C))
+            loss = _t0*(_s3 - (0.0 if (margin <= 0.0) else margin))
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _t1 = (1.0 if k == target else 0.0)
+                _t2 = (margin + input_r[k] - input_r[target] <= 0.0)
+                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else -_t1) + (0.0 if _t2 else 1.0 - _t1)))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_p1_s(input_a, target_a, margin, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -39,7 +95,7 @@ def _forward_p1(input_a, target_a, margin, ignore_index, loss_out, partials, nch
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_p1(input_a, target_a, margin, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_p1_s(input_a, target_a, margin, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -76,7 +132,63 @@ def _fused_p1(input_a, target_a, margin, ignore_index, go_a, scale, use_array, l
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_p1_weight(input_a, target_a, weight_a, margin, ignore_index, loss_out, partials, nchunks, store):
+def _forward_p1_weight_c(input_a, target_a, weight_a, margin, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            _s1 = 0.0
+            for c0 in range(C):
+                _s1 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target])
+            loss = (_s1 - (0.0 if (margin <= 0.0) else margin))*weight_a[target]/C
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_p1_weight_c(input_a, target_a, weight_a, margin, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            input_gr = input_g[r]
+            s = np.float64(go_a[r]) if use_array else scale
+            _s2 = 0.0
+            for c0 in range(C):
+                _s2 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0)
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target])
+            _t0 = weight_a[target]/C
+            loss = _t0*(_s3 - (0.0 if (margin <= 0.0) else margin))
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _t1 = (1.0 if k == target else 0.0)
+                _t2 = (margin + input_r[k] - input_r[target] <= 0.0)
+                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else -_t1) + (0.0 if _t2 else 1.0 - _t1)))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_p1_weight_s(input_a, target_a, weight_a, margin, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -103,7 +215,7 @@ def _forward_p1_weight(input_a, target_a, weight_a, margin, ignore_index, loss_o
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_p1_weight(input_a, target_a, weight_a, margin, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_p1_weight_s(input_a, target_a, weight_a, margin, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -140,7 +252,65 @@ def _fused_p1_weight(input_a, target_a, weight_a, margin, ignore_index, go_a, sc
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_p2(input_a, target_a, margin, ignore_index, loss_out, partials, nchunks, store):
+def _forward_p2_c(input_a, target_a, margin, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            _s1 = 0.0
+            for c0 in range(C):
+                _s1 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])))
+            loss = (_s1 - (0.0 if (margin <= 0.0) else (margin*margin)))/C
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_p2_c(input_a, target_a, margin, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            input_gr = input_g[r]
+            s = np.float64(go_a[r]) if use_array else scale
+            _s2 = 0.0
+            for c0 in range(C):
+                _s2 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target])
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])))
+            _t0 = (1.0/(C))
+            loss = _t0*(_s3 - (0.0 if (margin <= 0.0) else (margin*margin)))
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _t1 = (1.0 if k == target else 0.0)
+                _t2 = margin + input_r[k] - input_r[target]
+                _t3 = (_t2 <= 0.0)
+                _t4 = 2.0*_t1
+                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t3 else -_t2*_t4) + (0.0 if _t3 else _t2*(2.0 - _t4))))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_p2_s(input_a, target_a, margin, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -167,7 +337,7 @@ def _forward_p2(input_a, target_a, margin, ignore_index, loss_out, partials, nch
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_p2(input_a, target_a, margin, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_p2_s(input_a, target_a, margin, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -206,7 +376,65 @@ def _fused_p2(input_a, target_a, margin, ignore_index, go_a, scale, use_array, l
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_p2_weight(input_a, target_a, weight_a, margin, ignore_index, loss_out, partials, nchunks, store):
+def _forward_p2_weight_c(input_a, target_a, weight_a, margin, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            _s1 = 0.0
+            for c0 in range(C):
+                _s1 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])))
+            loss = (_s1 - (0.0 if (margin <= 0.0) else (margin*margin)))*weight_a[target]/C
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_p2_weight_c(input_a, target_a, weight_a, margin, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            input_gr = input_g[r]
+            s = np.float64(go_a[r]) if use_array else scale
+            _s2 = 0.0
+            for c0 in range(C):
+                _s2 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target])
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])))
+            _t0 = weight_a[target]/C
+            loss = _t0*(_s3 - (0.0 if (margin <= 0.0) else (margin*margin)))
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _t1 = (1.0 if k == target else 0.0)
+                _t2 = margin + input_r[k] - input_r[target]
+                _t3 = (_t2 <= 0.0)
+                _t4 = 2.0*_t1
+                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t3 else -_t2*_t4) + (0.0 if _t3 else _t2*(2.0 - _t4))))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_p2_weight_s(input_a, target_a, weight_a, margin, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -233,7 +461,7 @@ def _forward_p2_weight(input_a, target_a, weight_a, margin, ignore_index, loss_o
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_p2_weight(input_a, target_a, weight_a, margin, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_p2_weight_s(input_a, target_a, weight_a, margin, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -322,10 +550,30 @@ _LOSS = rt.RowLoss(
     },
     prepare=_prepare,
     variants={
-        (1, False, ): (_forward_p1, _fused_p1, ('input', 'target'), ('input',)),
-        (1, True, ): (_forward_p1_weight, _fused_p1_weight, ('input', 'target', 'weight'), ('input',)),
-        (2, False, ): (_forward_p2, _fused_p2, ('input', 'target'), ('input',)),
-        (2, True, ): (_forward_p2_weight, _fused_p2_weight, ('input', 'target', 'weight'), ('input',)),
+        (1, False, ): (
+            (_forward_p1_c, _fused_p1_c),
+            (_forward_p1_s, _fused_p1_s),
+            ('input', 'target'),
+            ('input',),
+        ),
+        (1, True, ): (
+            (_forward_p1_weight_c, _fused_p1_weight_c),
+            (_forward_p1_weight_s, _fused_p1_weight_s),
+            ('input', 'target', 'weight'),
+            ('input',),
+        ),
+        (2, False, ): (
+            (_forward_p2_c, _fused_p2_c),
+            (_forward_p2_s, _fused_p2_s),
+            ('input', 'target'),
+            ('input',),
+        ),
+        (2, True, ): (
+            (_forward_p2_weight_c, _fused_p2_weight_c),
+            (_forward_p2_weight_s, _fused_p2_weight_s),
+            ('input', 'target', 'weight'),
+            ('input',),
+        ),
     },
 )
 

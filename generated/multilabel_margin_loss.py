@@ -12,7 +12,74 @@ from . import _runtime as rt
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_plain(input_a, target_a, target_count_a, target_member_a, ignore_index, loss_out, partials, nchunks, store):
+def _forward_plain_c(input_a, target_a, target_count_a, target_member_a, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            target_count_r = target_count_a[r]
+            target_member_r = target_member_a[r]
+            _s1 = 0.0
+            for c0 in range(C):
+                _s2 = 0.0
+                for c1 in range(C):
+                    _s2 += (1.0 - target_member_r[c1])*(0.0 if (input_r[c0] - input_r[c1] >= 1.0) else -input_r[c0] + input_r[c1] + 1.0)
+                _s1 += _s2*target_count_r[c0]
+            loss = _s1/C
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_plain_c(input_a, target_a, target_count_a, target_member_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            target_count_r = target_count_a[r]
+            target_member_r = target_member_a[r]
+            input_gr = input_g[r]
+            s = np.float64(go_a[r]) if use_array else scale
+            _s5 = 0.0
+            for c0 in range(C):
+                _s6 = 0.0
+                for c1 in range(C):
+                    _s6 += (1.0 - target_member_r[c1])*(0.0 if (input_r[c0] - input_r[c1] >= 1.0) else -input_r[c0] + input_r[c1] + 1.0)
+                _s5 += _s6*target_count_r[c0]
+            _t0 = (1.0/(C))
+            loss = _s5*_t0
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _s3 = 0.0
+                for c0 in range(C):
+                    _s3 += (1.0 - target_member_r[c0])*(0.0 if (input_r[c0] - input_r[k] <= -1.0) else -1.0)
+                _s4 = 0.0
+                for c0 in range(C):
+                    _s4 += (0.0 if (input_r[c0] - input_r[k] >= 1.0) else 1.0)*target_count_r[c0]
+                input_gr[k] = s * (_t0*(-_s4*target_member_r[k] + _s4 - (1.0 - target_member_r[k])*target_count_r[k] + (_s3 - target_member_r[k] + 1.0)*target_count_r[k]))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_plain_s(input_a, target_a, target_count_a, target_member_a, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -44,7 +111,7 @@ def _forward_plain(input_a, target_a, target_count_a, target_member_a, ignore_in
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, target_count_a, target_member_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_plain_s(input_a, target_a, target_count_a, target_member_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -145,7 +212,12 @@ _LOSS = rt.RowLoss(
     },
     prepare=_prepare,
     variants={
-        (): (_forward_plain, _fused_plain, ('input', 'target', 'target_count', 'target_member'), ('input',)),
+        (): (
+            (_forward_plain_c, _fused_plain_c),
+            (_forward_plain_s, _fused_plain_s),
+            ('input', 'target', 'target_count', 'target_member'),
+            ('input',),
+        ),
     },
 )
 

@@ -12,7 +12,67 @@ from . import _runtime as rt
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_plain(input_a, target_a, ignore_index, loss_out, partials, nchunks, store):
+def _forward_plain_c(input_a, target_a, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            _s1 = 0.0
+            for c0 in range(C):
+                _s1 += (1.0 - target_r[c0])*rt.softplus(input_r[c0])
+            _s2 = 0.0
+            for c0 in range(C):
+                _s2 += rt.softplus(-input_r[c0])*target_r[c0]
+            loss = (_s1 + _s2)/C
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_plain_c(input_a, target_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            input_gr = input_g[r]
+            target_gr = target_g[r]
+            s = np.float64(go_a[r]) if use_array else scale
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += (1.0 - target_r[c0])*rt.softplus(input_r[c0])
+            _s4 = 0.0
+            for c0 in range(C):
+                _s4 += rt.softplus(-input_r[c0])*target_r[c0]
+            _t0 = (1.0/(C))
+            loss = _t0*(_s3 + _s4)
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _t1 = -input_r[k]
+                input_gr[k] = s * (_t0*((1.0 - target_r[k])*rt.sigmoid(input_r[k]) - rt.sigmoid(_t1)*target_r[k]))
+                target_gr[k] = s * (_t0*(rt.softplus(_t1) - rt.softplus(input_r[k])))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_plain_s(input_a, target_a, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -42,7 +102,7 @@ def _forward_plain(input_a, target_a, ignore_index, loss_out, partials, nchunks,
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_plain_s(input_a, target_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -80,7 +140,64 @@ def _fused_plain(input_a, target_a, ignore_index, go_a, scale, use_array, loss_o
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_weight(input_a, target_a, weight_a, ignore_index, loss_out, partials, nchunks, store):
+def _forward_weight_c(input_a, target_a, weight_a, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            weight_r = weight_a[r]
+            _s1 = 0.0
+            for c0 in range(C):
+                _s1 += ((1.0 - target_r[c0])*rt.softplus(input_r[c0]) + rt.softplus(-input_r[c0])*target_r[c0])*weight_r[c0]
+            loss = _s1/C
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_weight_c(input_a, target_a, weight_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            weight_r = weight_a[r]
+            input_gr = input_g[r]
+            target_gr = target_g[r]
+            s = np.float64(go_a[r]) if use_array else scale
+            _s2 = 0.0
+            for c0 in range(C):
+                _s2 += ((1.0 - target_r[c0])*rt.softplus(input_r[c0]) + rt.softplus(-input_r[c0])*target_r[c0])*weight_r[c0]
+            _t0 = (1.0/(C))
+            loss = _s2*_t0
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _t1 = -input_r[k]
+                _t2 = _t0*weight_r[k]
+                input_gr[k] = s * (_t2*((1.0 - target_r[k])*rt.sigmoid(input_r[k]) - rt.sigmoid(_t1)*target_r[k]))
+                target_gr[k] = s * (_t2*(rt.softplus(_t1) - rt.softplus(input_r[k])))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_weight_s(input_a, target_a, weight_a, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -108,7 +225,7 @@ def _forward_weight(input_a, target_a, weight_a, ignore_index, loss_out, partial
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_weight(input_a, target_a, weight_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_weight_s(input_a, target_a, weight_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -192,8 +309,18 @@ _LOSS = rt.RowLoss(
     },
     prepare=_prepare,
     variants={
-        (False, ): (_forward_plain, _fused_plain, ('input', 'target'), ('input', 'target')),
-        (True, ): (_forward_weight, _fused_weight, ('input', 'target', 'weight'), ('input', 'target')),
+        (False, ): (
+            (_forward_plain_c, _fused_plain_c),
+            (_forward_plain_s, _fused_plain_s),
+            ('input', 'target'),
+            ('input', 'target'),
+        ),
+        (True, ): (
+            (_forward_weight_c, _fused_weight_c),
+            (_forward_weight_s, _fused_weight_s),
+            ('input', 'target', 'weight'),
+            ('input', 'target'),
+        ),
     },
 )
 

@@ -12,7 +12,61 @@ from . import _runtime as rt
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_plain(input_a, target_a, ignore_index, loss_out, partials, nchunks, store):
+def _forward_plain_c(input_a, target_a, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            if target == ignore_index:
+                if store:
+                    loss_out[r] = 0.0
+                continue
+            loss = -input_r[target]
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_plain_c(input_a, target_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            input_gr = input_g[r]
+            if target == ignore_index:
+                if store:
+                    loss_out[r] = 0.0
+                for k in range(C):
+                    input_gr[k] = 0.0
+                continue
+            s = np.float64(go_a[r]) if use_array else scale
+            loss = -input_r[target]
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                input_gr[k] = s * (-(1.0 if k == target else 0.0))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_plain_s(input_a, target_a, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -40,7 +94,7 @@ def _forward_plain(input_a, target_a, ignore_index, loss_out, partials, nchunks,
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_plain_s(input_a, target_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -74,7 +128,61 @@ def _fused_plain(input_a, target_a, ignore_index, go_a, scale, use_array, loss_o
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_weight(input_a, target_a, weight_a, ignore_index, loss_out, partials, nchunks, store):
+def _forward_weight_c(input_a, target_a, weight_a, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            if target == ignore_index:
+                if store:
+                    loss_out[r] = 0.0
+                continue
+            loss = -input_r[target]*weight_a[target]
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_weight_c(input_a, target_a, weight_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            input_gr = input_g[r]
+            if target == ignore_index:
+                if store:
+                    loss_out[r] = 0.0
+                for k in range(C):
+                    input_gr[k] = 0.0
+                continue
+            s = np.float64(go_a[r]) if use_array else scale
+            loss = -input_r[target]*weight_a[target]
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                input_gr[k] = s * (-(1.0 if k == target else 0.0)*weight_a[target])
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_weight_s(input_a, target_a, weight_a, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -102,7 +210,7 @@ def _forward_weight(input_a, target_a, weight_a, ignore_index, loss_out, partial
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_weight(input_a, target_a, weight_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_weight_s(input_a, target_a, weight_a, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -176,8 +284,18 @@ _LOSS = rt.RowLoss(
     },
     prepare=_prepare,
     variants={
-        (False, ): (_forward_plain, _fused_plain, ('input', 'target'), ('input',)),
-        (True, ): (_forward_weight, _fused_weight, ('input', 'target', 'weight'), ('input',)),
+        (False, ): (
+            (_forward_plain_c, _fused_plain_c),
+            (_forward_plain_s, _fused_plain_s),
+            ('input', 'target'),
+            ('input',),
+        ),
+        (True, ): (
+            (_forward_weight_c, _fused_weight_c),
+            (_forward_weight_s, _fused_weight_s),
+            ('input', 'target', 'weight'),
+            ('input',),
+        ),
     },
 )
 
