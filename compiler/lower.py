@@ -232,12 +232,11 @@ class _RowLowering:
 
     def __init__(self, variant: Variant, layouts: dict[str, str]) -> None:
         from .derive import GRAD_CLASS
-        from .lang import CLASS, CLASSES
+        from .lang import CLASSES
 
         self.variant = variant
         self.layouts = layouts
         self.k = GRAD_CLASS
-        self.c = CLASS
         self.classes = CLASSES
         self.counter = 0
 
@@ -283,13 +282,18 @@ class _RowLowering:
         (value,) = self.lower_sums([body], inner, depth + 1)
         return Stmt(op, str(name), self.code(value), str(loop_index), tuple(inner))
 
-    def lower_sums(self, exprs: list[sympy.Expr], stmts: list[Stmt], depth: int) -> list[sympy.Expr]:
+    def lower_sums(
+        self, exprs: list[sympy.Expr], stmts: list[Stmt], depth: int, per_class: list[Stmt] | None = None
+    ) -> list[sympy.Expr]:
+        """Replace each outermost sum by a loop's result; with ``per_class``, sums that depend on
+        the gradient's class k go there (inside ``for k``), the others stay row reductions."""
         exprs = self.shift_exponentials(exprs, stmts, depth)
         outermost = sorted({s for e in exprs for s in _outer_sums(e)}, key=sympy.default_sort_key)
         replacements = {}
         for node in outermost:
             name = self.fresh("s")
-            stmts.append(self.reduction("sum", name, node.body, node.index, depth))
+            target = per_class if per_class is not None and self.k in node.free_symbols else stmts
+            target.append(self.reduction("sum", name, node.body, node.index, depth))
             replacements[node] = name
         return [e.xreplace(replacements) for e in exprs]
 
@@ -313,8 +317,7 @@ class _RowLowering:
         exprs += [g for _, g in self.variant.gradients] if with_gradients else []
         row_stmts: list[Stmt] = []
         per_class: list[Stmt] = []
-        # sums free of k are row reductions; those with k run inside the per-class loop
-        lowered = self.lower_sums_split(exprs, row_stmts, per_class)
+        lowered = self.lower_sums(exprs, row_stmts, 0, per_class)
         shared = share(lowered)
         k_dependent: set[sympy.Symbol] = {sympy.Symbol(s.name, real=True) for s in per_class}
         for symbol, value in shared.temporaries:
@@ -327,16 +330,6 @@ class _RowLowering:
         outputs = [self.code(e) for e in shared.outputs]
         loss = outputs.pop(0) if with_loss else ""
         return RowBody(tuple(row_stmts), loss, tuple(per_class), tuple(zip(names, outputs)))
-
-    def lower_sums_split(self, exprs: list[sympy.Expr], row_stmts: list[Stmt], per_class: list[Stmt]) -> list[sympy.Expr]:
-        exprs = self.shift_exponentials(exprs, row_stmts, 0)
-        replacements = {}
-        for node in sorted({s for e in exprs for s in _outer_sums(e)}, key=sympy.default_sort_key):
-            name = self.fresh("s")
-            target = per_class if self.k in node.free_symbols else row_stmts
-            target.append(self.reduction("sum", name, node.body, node.index, 0))
-            replacements[node] = name
-        return [e.xreplace(replacements) for e in exprs]
 
 
 def _outer_sums(expr: sympy.Expr) -> list[ClassSum]:
