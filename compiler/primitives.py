@@ -52,7 +52,7 @@ class softplus(Primitive):
     NUMBA = NumbaHelper(
         "softplus",
         ("z",),
-        "    return (z if z > 0.0 else 0.0) + math.log1p(math.exp(-abs(z)))\n",
+        "    return (z if z > 0.0 else 0.0) + fast_log1p(fast_exp(-abs(z)))\n",
     )
     LATEX = r"\operatorname{{softplus}}\left({a0}\right)"
 
@@ -67,10 +67,8 @@ class sigmoid(Primitive):
     NUMBA = NumbaHelper(
         "sigmoid",
         ("z",),
-        "    if z >= 0.0:\n"
-        "        return 1.0 / (1.0 + math.exp(-z))\n"
-        "    e = math.exp(z)\n"
-        "    return e / (1.0 + e)\n",
+        "    e = fast_exp(-abs(z))\n"
+        "    return 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)\n",
     )
     LATEX = r"\sigma\left({a0}\right)"
 
@@ -100,7 +98,7 @@ class xlogy(Primitive):
         ("a", "b"),
         "    if a == 0.0 and not math.isnan(b):\n"
         "        return 0.0\n"
-        "    return a * math.log(b)\n",
+        "    return a * fast_log(b)\n",
     )
     LATEX = r"\operatorname{{xlogy}}\left({a0}, {a1}\right)"
 
@@ -133,9 +131,9 @@ class bce_term(Primitive):
     NUMBA = NumbaHelper(
         "bce_term",
         ("x", "y"),
-        "    log_x = math.log(x)\n"
+        "    log_x = fast_log(x)\n"
         f"    log_x = log_x if log_x > {BCE_LOG_FLOOR}.0 else {BCE_LOG_FLOOR}.0\n"
-        "    log_1mx = math.log1p(-x)\n"
+        "    log_1mx = fast_log1p(-x)\n"
         f"    log_1mx = log_1mx if log_1mx > {BCE_LOG_FLOOR}.0 else {BCE_LOG_FLOOR}.0\n"
         "    return -(y * log_x + (1.0 - y) * log_1mx)\n",
     )

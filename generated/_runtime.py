@@ -26,11 +26,107 @@ class InvalidIndex(ValueError, IndexError):
 
 
 
+# ---------------------------------------------------------------------------------------------
+# vectorizable exp and log: this llvmlite has no SVML, so math.exp and math.log stay scalar libm calls. fast_exp is
+# at most 2 ulp from the true value over the whole float64 range (tests/test_fast_math.py), gives
+# libm's inf / 0 / nan / denormal results, and survives fast-math reassociation: r = x - k ln2_hi
+# is one exact operation, exp(-k ln2_lo) a separate factor, and 2**k enters the exponent bits by
+# integer addition, where reassociation cannot reach.
+# ---------------------------------------------------------------------------------------------
+LN2_HI = 0.6931471803691238  # ln 2 rounded to 32 bits: k * LN2_HI is exact for |k| < 2**11
+LN2_LO = 1.9082149292705877e-10  # ln 2 - LN2_HI
+INV_LN2 = 1.4426950408889634
+EXP_OVERFLOW = 709.782712893384  # above: exp(x) rounds to inf
+EXP_UNDERFLOW = -745.1332191019412  # below: exp(x) rounds to 0
+
+
+@numba.njit(**JIT_HELPER)
+def fast_exp(x):
+    xc = x if x > -746.0 else -746.0
+    xc = xc if xc < 710.0 else 710.0
+    k = math.floor(xc * INV_LN2 + 0.5)
+    r = xc - k * LN2_HI
+    t = k * LN2_LO
+    correction = 1.0 - t + 0.5 * t * t  # exp(-k ln2_lo) to 3e-21
+    # Taylor series of exp(r), |r| <= 0.347, to degree 13 (truncation below 2**-60)
+    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.6666666666666666e-01 + r * (4.1666666666666664e-02 + r * (
+        8.3333333333333332e-03 + r * (1.3888888888888889e-03 + r * (1.9841269841269841e-04 + r * (
+            2.4801587301587302e-05 + r * (2.7557319223985893e-06 + r * (2.7557319223985888e-07 + r * (
+                2.5052108385441720e-08 + r * (2.0876756987868100e-09 + r * 1.6059043836821613e-10))))))))))))
+    scaled = p * correction
+    ki = np.int64(k)
+    bits = np.float64(scaled).view(np.int64)
+    normal = np.int64(bits + (ki << 52)).view(np.float64)
+    # a denormal result: build 2**60 times it, then one rounding multiply by 2**-60
+    tiny = np.int64(bits + ((ki + 60) << 52)).view(np.float64) * 8.673617379884035e-19
+    result = normal if k >= -1020.0 else tiny
+    result = math.inf if x > EXP_OVERFLOW else result
+    result = 0.0 if x < EXP_UNDERFLOW else result
+    return x if x != x else result
+
+
+SQRT2 = 1.4142135623730951
+SMALLEST_NORMAL = 2.2250738585072014e-308
+
+
+@numba.njit(**JIT_HELPER)
+def log_of_unit(u):
+    """log(1 + u) for -0.4 < u < 1, as 2 atanh(s), s = u / (2 + u), |s| < 1/3: 17 terms of the
+    series reach 2**-53, and the result keeps full relative accuracy as u goes to 0."""
+    two_s = u * (2.0 / (2.0 + u))  # exact for denormal u
+    z = 0.25 * two_s * two_s
+    # coefficients 2 / (2n + 1), n = 1 .. 17
+    return two_s + two_s * z * 0.5 * (
+        0.6666666666666666 + z * (
+        0.4 + z * (
+        0.2857142857142857 + z * (
+        0.2222222222222222 + z * (
+        0.18181818181818182 + z * (
+        0.15384615384615385 + z * (
+        0.13333333333333333 + z * (
+        0.11764705882352941 + z * (
+        0.10526315789473684 + z * (
+        0.09523809523809523 + z * (
+        0.08695652173913043 + z * (
+        0.08 + z * (
+        0.07407407407407407 + z * (
+        0.06896551724137931 + z * (
+        0.06451612903225806 + z * (
+        0.06060606060606061 + z * (
+        0.05714285714285714)))))))))))))))))
+
+
+@numba.njit(**JIT_HELPER)
+def fast_log(x):
+    """log(x), at most 2 ulp over the float64 range, libm's results for 0, inf, nan, negatives."""
+    tiny = x < SMALLEST_NORMAL
+    xs = x * 18014398509481984.0 if tiny else x  # 2**54 lifts denormals
+    bits = np.float64(xs).view(np.int64)
+    e = ((bits >> 52) & 0x7FF) - 1023
+    m = np.int64((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000).view(np.float64)  # in [1, 2)
+    big = m > SQRT2
+    m = m * 0.5 if big else m  # now in [sqrt(1/2), sqrt(2)): m - 1 is exact
+    e = e + np.int64(big) - 54 * np.int64(tiny)
+    ef = np.float64(e)
+    result = ef * LN2_HI + (log_of_unit(m - 1.0) + ef * LN2_LO)
+    result = -math.inf if x == 0.0 else result
+    result = math.inf if x == math.inf else result
+    return math.nan if (x < 0.0 or x != x) else result
+
+
+@numba.njit(**JIT_HELPER)
+def fast_log1p(u):
+    """log(1 + u), at most 2 ulp: the series near 0; elsewhere 1 + u loses at most half an ulp of
+    a number whose log is at least 0.51 in size (u <= -0.4) or 0.69 (u >= 1)."""
+    near = u > -0.4 and u < 1.0
+    return log_of_unit(u) if near else fast_log(1.0 + u)
+
+
 @numba.njit(**JIT_HELPER)
 def bce_term(x, y):
-    log_x = math.log(x)
+    log_x = fast_log(x)
     log_x = log_x if log_x > -100.0 else -100.0
-    log_1mx = math.log1p(-x)
+    log_1mx = fast_log1p(-x)
     log_1mx = log_1mx if log_1mx > -100.0 else -100.0
     return -(y * log_x + (1.0 - y) * log_1mx)
 
@@ -52,15 +148,13 @@ def ratio(a, b):
 
 @numba.njit(**JIT_HELPER)
 def sigmoid(z):
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
+    e = fast_exp(-abs(z))
+    return 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
 
 
 @numba.njit(**JIT_HELPER)
 def softplus(z):
-    return (z if z > 0.0 else 0.0) + math.log1p(math.exp(-abs(z)))
+    return (z if z > 0.0 else 0.0) + fast_log1p(fast_exp(-abs(z)))
 
 
 @numba.njit(**JIT_HELPER)
@@ -72,7 +166,7 @@ def where(c, a, b):
 def xlogy(a, b):
     if a == 0.0 and not math.isnan(b):
         return 0.0
-    return a * math.log(b)
+    return a * fast_log(b)
 
 
 

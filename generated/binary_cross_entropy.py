@@ -54,13 +54,13 @@ def _backward_plain(input_a, target_a, go_a, scale, use_array, input_g, target_g
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 input_gc[i] = s * ((input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
-                target_gc[i] = s * (-math.log(input) + math.log1p(-input))
+                target_gc[i] = s * (-rt.fast_log(input) + rt.fast_log1p(-input))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 input_gc[i] = scale * ((input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
-                target_gc[i] = scale * (-math.log(input) + math.log1p(-input))
+                target_gc[i] = scale * (-rt.fast_log(input) + rt.fast_log1p(-input))
 
 
 @numba.njit(**rt.JIT_KERNEL)
@@ -83,14 +83,14 @@ def _fused_plain(input_a, target_a, scale, loss_out, partials, nchunks, store, i
                 target = np.float64(target_c[i])
                 loss_c[i] = rt.bce_term(input, target)
                 input_gc[i] = scale * ((input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
-                target_gc[i] = scale * (-math.log(input) + math.log1p(-input))
+                target_gc[i] = scale * (-rt.fast_log(input) + rt.fast_log1p(-input))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 acc += rt.bce_term(input, target)
                 input_gc[i] = scale * ((input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
-                target_gc[i] = scale * (-math.log(input) + math.log1p(-input))
+                target_gc[i] = scale * (-rt.fast_log(input) + rt.fast_log1p(-input))
         partials[chunk] = acc
 
 
@@ -143,14 +143,14 @@ def _backward_weight(input_a, target_a, weight_a, go_a, scale, use_array, input_
                 target = np.float64(target_c[i])
                 weight = np.float64(weight_c[i])
                 input_gc[i] = s * (weight*(input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
-                target_gc[i] = s * (weight*(-math.log(input) + math.log1p(-input)))
+                target_gc[i] = s * (weight*(-rt.fast_log(input) + rt.fast_log1p(-input)))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 weight = np.float64(weight_c[i])
                 input_gc[i] = scale * (weight*(input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
-                target_gc[i] = scale * (weight*(-math.log(input) + math.log1p(-input)))
+                target_gc[i] = scale * (weight*(-rt.fast_log(input) + rt.fast_log1p(-input)))
 
 
 @numba.njit(**rt.JIT_KERNEL)
@@ -175,7 +175,7 @@ def _fused_weight(input_a, target_a, weight_a, scale, loss_out, partials, nchunk
                 weight = np.float64(weight_c[i])
                 loss_c[i] = weight*rt.bce_term(input, target)
                 input_gc[i] = scale * (weight*(input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
-                target_gc[i] = scale * (weight*(-math.log(input) + math.log1p(-input)))
+                target_gc[i] = scale * (weight*(-rt.fast_log(input) + rt.fast_log1p(-input)))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -183,7 +183,7 @@ def _fused_weight(input_a, target_a, weight_a, scale, loss_out, partials, nchunk
                 weight = np.float64(weight_c[i])
                 acc += weight*rt.bce_term(input, target)
                 input_gc[i] = scale * (weight*(input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
-                target_gc[i] = scale * (weight*(-math.log(input) + math.log1p(-input)))
+                target_gc[i] = scale * (weight*(-rt.fast_log(input) + rt.fast_log1p(-input)))
         partials[chunk] = acc
 
 

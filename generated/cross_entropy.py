@@ -33,11 +33,11 @@ def _forward_plain_c(input_a, target_a, label_smoothing, ignore_index, loss_out,
                 _m1 = _v if _v > _m1 else _m1
             _z2 = 0.0
             for c0 in range(C):
-                _z2 += math.exp(-_m1 + input_r[c0])
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
             _s3 = 0.0
             for c0 in range(C):
                 _s3 += input_r[c0]
-            _t0 = _m1 + math.log(_z2)
+            _t0 = _m1 + rt.fast_log(_z2)
             loss = (1.0 - label_smoothing)*(_t0 - input_r[target]) + label_smoothing*(C*_t0 - _s3)/C
             if store:
                 loss_out[r] = loss
@@ -72,11 +72,11 @@ def _fused_plain_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale
                 _m4 = _v if _v > _m4 else _m4
             _z5 = 0.0
             for c0 in range(C):
-                _z5 += math.exp(-_m4 + input_r[c0])
+                _z5 += rt.fast_exp(-_m4 + input_r[c0])
             _s6 = 0.0
             for c0 in range(C):
                 _s6 += input_r[c0]
-            _t0 = _m4 + math.log(_z5)
+            _t0 = _m4 + rt.fast_log(_z5)
             _t1 = label_smoothing/C
             _t2 = 1.0 - label_smoothing
             _t3 = (1.0/(_z5))
@@ -86,7 +86,7 @@ def _fused_plain_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale
             else:
                 acc += loss
             for k in range(C):
-                _t4 = math.exp(-_m4 + input_r[k])
+                _t4 = rt.fast_exp(-_m4 + input_r[k])
                 input_gr[k] = s * (_t1*(C*_t3*_t4 - 1.0) + _t2*(_t3*_t4 - (1.0 if k == target else 0.0)))
         partials[chunk] = acc
 
@@ -117,11 +117,11 @@ def _forward_plain_s(input_a, target_a, label_smoothing, ignore_index, loss_out,
                 _m1 = _v if _v > _m1 else _m1
             _z2 = 0.0
             for c0 in range(C):
-                _z2 += math.exp(-_m1 + input_r[c0])
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
             _s3 = 0.0
             for c0 in range(C):
                 _s3 += input_r[c0]
-            _t0 = _m1 + math.log(_z2)
+            _t0 = _m1 + rt.fast_log(_z2)
             loss = (1.0 - label_smoothing)*(_t0 - input_r[target]) + label_smoothing*(C*_t0 - _s3)/C
             if store:
                 loss_out[n, j] = loss
@@ -160,11 +160,11 @@ def _fused_plain_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale
                 _m4 = _v if _v > _m4 else _m4
             _z5 = 0.0
             for c0 in range(C):
-                _z5 += math.exp(-_m4 + input_r[c0])
+                _z5 += rt.fast_exp(-_m4 + input_r[c0])
             _s6 = 0.0
             for c0 in range(C):
                 _s6 += input_r[c0]
-            _t0 = _m4 + math.log(_z5)
+            _t0 = _m4 + rt.fast_log(_z5)
             _t1 = label_smoothing/C
             _t2 = 1.0 - label_smoothing
             _t3 = (1.0/(_z5))
@@ -174,7 +174,7 @@ def _fused_plain_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale
             else:
                 acc += loss
             for k in range(C):
-                _t4 = math.exp(-_m4 + input_r[k])
+                _t4 = rt.fast_exp(-_m4 + input_r[k])
                 input_gr[k] = s * (_t1*(C*_t3*_t4 - 1.0) + _t2*(_t3*_t4 - (1.0 if k == target else 0.0)))
         partials[chunk] = acc
 
@@ -197,7 +197,7 @@ def _forward_probabilities_c(input_a, target_a, label_smoothing, ignore_index, l
                 _m1 = _v if _v > _m1 else _m1
             _z2 = 0.0
             for c0 in range(C):
-                _z2 += math.exp(-_m1 + input_r[c0])
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
             _s3 = 0.0
             for c0 in range(C):
                 _s3 += input_r[c0]*target_r[c0]
@@ -207,7 +207,7 @@ def _forward_probabilities_c(input_a, target_a, label_smoothing, ignore_index, l
             _s5 = 0.0
             for c0 in range(C):
                 _s5 += target_r[c0]
-            _t0 = _m1 + math.log(_z2)
+            _t0 = _m1 + rt.fast_log(_z2)
             loss = (1.0 - label_smoothing)*(-_s3 + _s5*_t0) + label_smoothing*(C*_t0 - _s4)/C
             if store:
                 loss_out[r] = loss
@@ -237,7 +237,7 @@ def _fused_probabilities_c(input_a, target_a, label_smoothing, ignore_index, go_
                 _m6 = _v if _v > _m6 else _m6
             _z7 = 0.0
             for c0 in range(C):
-                _z7 += math.exp(-_m6 + input_r[c0])
+                _z7 += rt.fast_exp(-_m6 + input_r[c0])
             _s8 = 0.0
             for c0 in range(C):
                 _s8 += input_r[c0]*target_r[c0]
@@ -247,7 +247,7 @@ def _fused_probabilities_c(input_a, target_a, label_smoothing, ignore_index, go_
             _s10 = 0.0
             for c0 in range(C):
                 _s10 += target_r[c0]
-            _t0 = _m6 + math.log(_z7)
+            _t0 = _m6 + rt.fast_log(_z7)
             _t1 = label_smoothing/C
             _t2 = 1.0 - label_smoothing
             loss = _t1*(C*_t0 - _s9) + _t2*(_s10*_t0 - _s8)
@@ -257,7 +257,7 @@ def _fused_probabilities_c(input_a, target_a, label_smoothing, ignore_index, go_
                 acc += loss
             for k in range(C):
                 _t3 = -input_r[k]
-                _t4 = math.exp(-_m6 - _t3)/_z7
+                _t4 = rt.fast_exp(-_m6 - _t3)/_z7
                 input_gr[k] = s * (_t1*(C*_t4 - 1.0) + _t2*(_s10*_t4 - target_r[k]))
                 target_gr[k] = s * (_t2*(_t0 + _t3))
         partials[chunk] = acc
@@ -285,7 +285,7 @@ def _forward_probabilities_s(input_a, target_a, label_smoothing, ignore_index, l
                 _m1 = _v if _v > _m1 else _m1
             _z2 = 0.0
             for c0 in range(C):
-                _z2 += math.exp(-_m1 + input_r[c0])
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
             _s3 = 0.0
             for c0 in range(C):
                 _s3 += input_r[c0]*target_r[c0]
@@ -295,7 +295,7 @@ def _forward_probabilities_s(input_a, target_a, label_smoothing, ignore_index, l
             _s5 = 0.0
             for c0 in range(C):
                 _s5 += target_r[c0]
-            _t0 = _m1 + math.log(_z2)
+            _t0 = _m1 + rt.fast_log(_z2)
             loss = (1.0 - label_smoothing)*(-_s3 + _s5*_t0) + label_smoothing*(C*_t0 - _s4)/C
             if store:
                 loss_out[n, j] = loss
@@ -329,7 +329,7 @@ def _fused_probabilities_s(input_a, target_a, label_smoothing, ignore_index, go_
                 _m6 = _v if _v > _m6 else _m6
             _z7 = 0.0
             for c0 in range(C):
-                _z7 += math.exp(-_m6 + input_r[c0])
+                _z7 += rt.fast_exp(-_m6 + input_r[c0])
             _s8 = 0.0
             for c0 in range(C):
                 _s8 += input_r[c0]*target_r[c0]
@@ -339,7 +339,7 @@ def _fused_probabilities_s(input_a, target_a, label_smoothing, ignore_index, go_
             _s10 = 0.0
             for c0 in range(C):
                 _s10 += target_r[c0]
-            _t0 = _m6 + math.log(_z7)
+            _t0 = _m6 + rt.fast_log(_z7)
             _t1 = label_smoothing/C
             _t2 = 1.0 - label_smoothing
             loss = _t1*(C*_t0 - _s9) + _t2*(_s10*_t0 - _s8)
@@ -349,7 +349,7 @@ def _fused_probabilities_s(input_a, target_a, label_smoothing, ignore_index, go_
                 acc += loss
             for k in range(C):
                 _t3 = -input_r[k]
-                _t4 = math.exp(-_m6 - _t3)/_z7
+                _t4 = rt.fast_exp(-_m6 - _t3)/_z7
                 input_gr[k] = s * (_t1*(C*_t4 - 1.0) + _t2*(_s10*_t4 - target_r[k]))
                 target_gr[k] = s * (_t2*(_t0 + _t3))
         partials[chunk] = acc
@@ -377,14 +377,14 @@ def _forward_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index
                 _m1 = _v if _v > _m1 else _m1
             _z2 = 0.0
             for c0 in range(C):
-                _z2 += math.exp(-_m1 + input_r[c0])
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
             _s3 = 0.0
             for c0 in range(C):
                 _s3 += input_r[c0]*weight_a[c0]
             _s4 = 0.0
             for c0 in range(C):
                 _s4 += weight_a[c0]
-            _t0 = _m1 + math.log(_z2)
+            _t0 = _m1 + rt.fast_log(_z2)
             loss = (1.0 - label_smoothing)*(_t0 - input_r[target])*weight_a[target] + label_smoothing*(-_s3 + _s4*_t0)/C
             if store:
                 loss_out[r] = loss
@@ -419,14 +419,14 @@ def _fused_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, 
                 _m5 = _v if _v > _m5 else _m5
             _z6 = 0.0
             for c0 in range(C):
-                _z6 += math.exp(-_m5 + input_r[c0])
+                _z6 += rt.fast_exp(-_m5 + input_r[c0])
             _s7 = 0.0
             for c0 in range(C):
                 _s7 += input_r[c0]*weight_a[c0]
             _s8 = 0.0
             for c0 in range(C):
                 _s8 += weight_a[c0]
-            _t0 = _m5 + math.log(_z6)
+            _t0 = _m5 + rt.fast_log(_z6)
             _t1 = label_smoothing/C
             _t2 = (1.0 - label_smoothing)*weight_a[target]
             _t3 = (1.0/(_z6))
@@ -436,7 +436,7 @@ def _fused_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, 
             else:
                 acc += loss
             for k in range(C):
-                _t4 = math.exp(-_m5 + input_r[k])
+                _t4 = rt.fast_exp(-_m5 + input_r[k])
                 input_gr[k] = s * (_t1*(_s8*_t3*_t4 - weight_a[k]) + _t2*(_t3*_t4 - (1.0 if k == target else 0.0)))
         partials[chunk] = acc
 
@@ -467,14 +467,14 @@ def _forward_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index
                 _m1 = _v if _v > _m1 else _m1
             _z2 = 0.0
             for c0 in range(C):
-                _z2 += math.exp(-_m1 + input_r[c0])
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
             _s3 = 0.0
             for c0 in range(C):
                 _s3 += input_r[c0]*weight_a[c0]
             _s4 = 0.0
             for c0 in range(C):
                 _s4 += weight_a[c0]
-            _t0 = _m1 + math.log(_z2)
+            _t0 = _m1 + rt.fast_log(_z2)
             loss = (1.0 - label_smoothing)*(_t0 - input_r[target])*weight_a[target] + label_smoothing*(-_s3 + _s4*_t0)/C
             if store:
                 loss_out[n, j] = loss
@@ -513,14 +513,14 @@ def _fused_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, 
                 _m5 = _v if _v > _m5 else _m5
             _z6 = 0.0
             for c0 in range(C):
-                _z6 += math.exp(-_m5 + input_r[c0])
+                _z6 += rt.fast_exp(-_m5 + input_r[c0])
             _s7 = 0.0
             for c0 in range(C):
                 _s7 += input_r[c0]*weight_a[c0]
             _s8 = 0.0
             for c0 in range(C):
                 _s8 += weight_a[c0]
-            _t0 = _m5 + math.log(_z6)
+            _t0 = _m5 + rt.fast_log(_z6)
             _t1 = label_smoothing/C
             _t2 = (1.0 - label_smoothing)*weight_a[target]
             _t3 = (1.0/(_z6))
@@ -530,7 +530,7 @@ def _fused_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, 
             else:
                 acc += loss
             for k in range(C):
-                _t4 = math.exp(-_m5 + input_r[k])
+                _t4 = rt.fast_exp(-_m5 + input_r[k])
                 input_gr[k] = s * (_t1*(_s8*_t3*_t4 - weight_a[k]) + _t2*(_t3*_t4 - (1.0 if k == target else 0.0)))
         partials[chunk] = acc
 
@@ -553,7 +553,7 @@ def _forward_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing
                 _m1 = _v if _v > _m1 else _m1
             _z2 = 0.0
             for c0 in range(C):
-                _z2 += math.exp(-_m1 + input_r[c0])
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
             _s3 = 0.0
             for c0 in range(C):
                 _s3 += input_r[c0]*weight_a[c0]
@@ -566,7 +566,7 @@ def _forward_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing
             _s6 = 0.0
             for c0 in range(C):
                 _s6 += weight_a[c0]
-            _t0 = _m1 + math.log(_z2)
+            _t0 = _m1 + rt.fast_log(_z2)
             loss = (1.0 - label_smoothing)*(_s4*_t0 - _s5) + label_smoothing*(-_s3 + _s6*_t0)/C
             if store:
                 loss_out[r] = loss
@@ -596,7 +596,7 @@ def _fused_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, 
                 _m7 = _v if _v > _m7 else _m7
             _z8 = 0.0
             for c0 in range(C):
-                _z8 += math.exp(-_m7 + input_r[c0])
+                _z8 += rt.fast_exp(-_m7 + input_r[c0])
             _s9 = 0.0
             for c0 in range(C):
                 _s9 += input_r[c0]*weight_a[c0]
@@ -609,7 +609,7 @@ def _fused_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, 
             _s12 = 0.0
             for c0 in range(C):
                 _s12 += weight_a[c0]
-            _t0 = _m7 + math.log(_z8)
+            _t0 = _m7 + rt.fast_log(_z8)
             _t1 = label_smoothing/C
             _t2 = 1.0 - label_smoothing
             loss = _t1*(_s12*_t0 - _s9) + _t2*(_s10*_t0 - _s11)
@@ -618,7 +618,7 @@ def _fused_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, 
             else:
                 acc += loss
             for k in range(C):
-                _t3 = math.exp(-_m7 + input_r[k])/_z8
+                _t3 = rt.fast_exp(-_m7 + input_r[k])/_z8
                 input_gr[k] = s * (_t1*(_s12*_t3 - weight_a[k]) + _t2*(_s10*_t3 - target_r[k]*weight_a[k]))
                 target_gr[k] = s * (_t2*(_t0*weight_a[k] - input_r[k]*weight_a[k]))
         partials[chunk] = acc
@@ -646,7 +646,7 @@ def _forward_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing
                 _m1 = _v if _v > _m1 else _m1
             _z2 = 0.0
             for c0 in range(C):
-                _z2 += math.exp(-_m1 + input_r[c0])
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
             _s3 = 0.0
             for c0 in range(C):
                 _s3 += input_r[c0]*weight_a[c0]
@@ -659,7 +659,7 @@ def _forward_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing
             _s6 = 0.0
             for c0 in range(C):
                 _s6 += weight_a[c0]
-            _t0 = _m1 + math.log(_z2)
+            _t0 = _m1 + rt.fast_log(_z2)
             loss = (1.0 - label_smoothing)*(_s4*_t0 - _s5) + label_smoothing*(-_s3 + _s6*_t0)/C
             if store:
                 loss_out[n, j] = loss
@@ -693,7 +693,7 @@ def _fused_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, 
                 _m7 = _v if _v > _m7 else _m7
             _z8 = 0.0
             for c0 in range(C):
-                _z8 += math.exp(-_m7 + input_r[c0])
+                _z8 += rt.fast_exp(-_m7 + input_r[c0])
             _s9 = 0.0
             for c0 in range(C):
                 _s9 += input_r[c0]*weight_a[c0]
@@ -706,7 +706,7 @@ def _fused_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, 
             _s12 = 0.0
             for c0 in range(C):
                 _s12 += weight_a[c0]
-            _t0 = _m7 + math.log(_z8)
+            _t0 = _m7 + rt.fast_log(_z8)
             _t1 = label_smoothing/C
             _t2 = 1.0 - label_smoothing
             loss = _t1*(_s12*_t0 - _s9) + _t2*(_s10*_t0 - _s11)
@@ -715,7 +715,7 @@ def _fused_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, 
             else:
                 acc += loss
             for k in range(C):
-                _t3 = math.exp(-_m7 + input_r[k])/_z8
+                _t3 = rt.fast_exp(-_m7 + input_r[k])/_z8
                 input_gr[k] = s * (_t1*(_s12*_t3 - weight_a[k]) + _t2*(_s10*_t3 - target_r[k]*weight_a[k]))
                 target_gr[k] = s * (_t2*(_t0*weight_a[k] - input_r[k]*weight_a[k]))
         partials[chunk] = acc

@@ -29,14 +29,14 @@ def _forward_plain(input_a, target_a, var_a, eps, loss_out, partials, nchunks, s
                 target = np.float64(target_c[i])
                 var = np.float64(var_c[i])
                 _t0 = rt.clamp_min_st(var, eps)
-                loss_c[i] = (0.5)*math.log(_t0) + (0.5)*((input - target)*(input - target))/_t0
+                loss_c[i] = (0.5)*rt.fast_log(_t0) + (0.5)*((input - target)*(input - target))/_t0
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 var = np.float64(var_c[i])
                 _t0 = rt.clamp_min_st(var, eps)
-                acc += (0.5)*math.log(_t0) + (0.5)*((input - target)*(input - target))/_t0
+                acc += (0.5)*rt.fast_log(_t0) + (0.5)*((input - target)*(input - target))/_t0
         partials[chunk] = acc
 
 
@@ -108,7 +108,7 @@ def _fused_plain(input_a, target_a, var_a, eps, scale, loss_out, partials, nchun
                 _t2 = (1.0/(_t0))
                 _t3 = (0.5)*_t2
                 _t4 = 2.0*input - 2.0*target
-                loss_c[i] = _t1*_t3 + (0.5)*math.log(_t0)
+                loss_c[i] = _t1*_t3 + (0.5)*rt.fast_log(_t0)
                 input_gc[i] = scale * (_t3*_t4)
                 target_gc[i] = scale * (-_t3*_t4)
                 var_gc[i] = scale * ((0.5)*_t2 - 0.5*_t1/(_t0*_t0))
@@ -122,7 +122,7 @@ def _fused_plain(input_a, target_a, var_a, eps, scale, loss_out, partials, nchun
                 _t2 = (1.0/(_t0))
                 _t3 = (0.5)*_t2
                 _t4 = 2.0*input - 2.0*target
-                acc += _t1*_t3 + (0.5)*math.log(_t0)
+                acc += _t1*_t3 + (0.5)*rt.fast_log(_t0)
                 input_gc[i] = scale * (_t3*_t4)
                 target_gc[i] = scale * (-_t3*_t4)
                 var_gc[i] = scale * ((0.5)*_t2 - 0.5*_t1/(_t0*_t0))
@@ -148,14 +148,14 @@ def _forward_full(input_a, target_a, var_a, eps, loss_out, partials, nchunks, st
                 target = np.float64(target_c[i])
                 var = np.float64(var_c[i])
                 _t0 = rt.clamp_min_st(var, eps)
-                loss_c[i] = (0.5)*math.log(_t0) + (0.5)*math.log(2.0*3.141592653589793) + (0.5)*((input - target)*(input - target))/_t0
+                loss_c[i] = (0.5)*rt.fast_log(_t0) + (0.5)*rt.fast_log(2.0*3.141592653589793) + (0.5)*((input - target)*(input - target))/_t0
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 var = np.float64(var_c[i])
                 _t0 = rt.clamp_min_st(var, eps)
-                acc += (0.5)*math.log(_t0) + (0.5)*math.log(2.0*3.141592653589793) + (0.5)*((input - target)*(input - target))/_t0
+                acc += (0.5)*rt.fast_log(_t0) + (0.5)*rt.fast_log(2.0*3.141592653589793) + (0.5)*((input - target)*(input - target))/_t0
         partials[chunk] = acc
 
 
@@ -227,7 +227,7 @@ def _fused_full(input_a, target_a, var_a, eps, scale, loss_out, partials, nchunk
                 _t2 = (1.0/(_t0))
                 _t3 = (0.5)*_t2
                 _t4 = 2.0*input - 2.0*target
-                loss_c[i] = _t1*_t3 + (0.5)*math.log(_t0) + (0.5)*math.log(2.0*3.141592653589793)
+                loss_c[i] = _t1*_t3 + (0.5)*rt.fast_log(_t0) + (0.5)*rt.fast_log(2.0*3.141592653589793)
                 input_gc[i] = scale * (_t3*_t4)
                 target_gc[i] = scale * (-_t3*_t4)
                 var_gc[i] = scale * ((0.5)*_t2 - 0.5*_t1/(_t0*_t0))
@@ -241,7 +241,7 @@ def _fused_full(input_a, target_a, var_a, eps, scale, loss_out, partials, nchunk
                 _t2 = (1.0/(_t0))
                 _t3 = (0.5)*_t2
                 _t4 = 2.0*input - 2.0*target
-                acc += _t1*_t3 + (0.5)*math.log(_t0) + (0.5)*math.log(2.0*3.141592653589793)
+                acc += _t1*_t3 + (0.5)*rt.fast_log(_t0) + (0.5)*rt.fast_log(2.0*3.141592653589793)
                 input_gc[i] = scale * (_t3*_t4)
                 target_gc[i] = scale * (-_t3*_t4)
                 var_gc[i] = scale * ((0.5)*_t2 - 0.5*_t1/(_t0*_t0))

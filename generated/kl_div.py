@@ -54,13 +54,13 @@ def _backward_plain(input_a, target_a, go_a, scale, use_array, input_g, target_g
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 input_gc[i] = s * (-target)
-                target_gc[i] = s * (-input + (0.0 if (target == 0.0) else math.log(target)) + rt.ratio(target, target))
+                target_gc[i] = s * (-input + (0.0 if (target == 0.0) else rt.fast_log(target)) + rt.ratio(target, target))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 input_gc[i] = scale * (-target)
-                target_gc[i] = scale * (-input + (0.0 if (target == 0.0) else math.log(target)) + rt.ratio(target, target))
+                target_gc[i] = scale * (-input + (0.0 if (target == 0.0) else rt.fast_log(target)) + rt.ratio(target, target))
 
 
 @numba.njit(**rt.JIT_KERNEL)
@@ -83,14 +83,14 @@ def _fused_plain(input_a, target_a, scale, loss_out, partials, nchunks, store, i
                 target = np.float64(target_c[i])
                 loss_c[i] = -input*target + rt.xlogy(target, target)
                 input_gc[i] = scale * (-target)
-                target_gc[i] = scale * (-input + (0.0 if (target == 0.0) else math.log(target)) + rt.ratio(target, target))
+                target_gc[i] = scale * (-input + (0.0 if (target == 0.0) else rt.fast_log(target)) + rt.ratio(target, target))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 acc += -input*target + rt.xlogy(target, target)
                 input_gc[i] = scale * (-target)
-                target_gc[i] = scale * (-input + (0.0 if (target == 0.0) else math.log(target)) + rt.ratio(target, target))
+                target_gc[i] = scale * (-input + (0.0 if (target == 0.0) else rt.fast_log(target)) + rt.ratio(target, target))
         partials[chunk] = acc
 
 
@@ -110,12 +110,12 @@ def _forward_log_target(input_a, target_a, loss_out, partials, nchunks, store):
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                loss_c[i] = (-input + target)*math.exp(target)
+                loss_c[i] = (-input + target)*rt.fast_exp(target)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                acc += (-input + target)*math.exp(target)
+                acc += (-input + target)*rt.fast_exp(target)
         partials[chunk] = acc
 
 
@@ -137,14 +137,14 @@ def _backward_log_target(input_a, target_a, go_a, scale, use_array, input_g, tar
                 s = np.float64(go_c[i])
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = math.exp(target)
+                _t0 = rt.fast_exp(target)
                 input_gc[i] = s * (-_t0)
                 target_gc[i] = s * (_t0*(-input + target) + _t0)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = math.exp(target)
+                _t0 = rt.fast_exp(target)
                 input_gc[i] = scale * (-_t0)
                 target_gc[i] = scale * (_t0*(-input + target) + _t0)
 
@@ -167,7 +167,7 @@ def _fused_log_target(input_a, target_a, scale, loss_out, partials, nchunks, sto
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = math.exp(target)
+                _t0 = rt.fast_exp(target)
                 _t1 = _t0*(-input + target)
                 loss_c[i] = _t1
                 input_gc[i] = scale * (-_t0)
@@ -176,7 +176,7 @@ def _fused_log_target(input_a, target_a, scale, loss_out, partials, nchunks, sto
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = math.exp(target)
+                _t0 = rt.fast_exp(target)
                 _t1 = _t0*(-input + target)
                 acc += _t1
                 input_gc[i] = scale * (-_t0)

@@ -26,12 +26,12 @@ def _forward_plain(input_a, target_a, eps, loss_out, partials, nchunks, store):
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                loss_c[i] = input - target*math.log(eps + input)
+                loss_c[i] = input - target*rt.fast_log(eps + input)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                acc += input - target*math.log(eps + input)
+                acc += input - target*rt.fast_log(eps + input)
         partials[chunk] = acc
 
 
@@ -55,14 +55,14 @@ def _backward_plain(input_a, target_a, eps, go_a, scale, use_array, input_g, tar
                 target = np.float64(target_c[i])
                 _t0 = eps + input
                 input_gc[i] = s * (1.0 - target/_t0)
-                target_gc[i] = s * (-math.log(_t0))
+                target_gc[i] = s * (-rt.fast_log(_t0))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = eps + input
                 input_gc[i] = scale * (1.0 - target/_t0)
-                target_gc[i] = scale * (-math.log(_t0))
+                target_gc[i] = scale * (-rt.fast_log(_t0))
 
 
 @numba.njit(**rt.JIT_KERNEL)
@@ -84,7 +84,7 @@ def _fused_plain(input_a, target_a, eps, scale, loss_out, partials, nchunks, sto
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = eps + input
-                _t1 = math.log(_t0)
+                _t1 = rt.fast_log(_t0)
                 loss_c[i] = -_t1*target + input
                 input_gc[i] = scale * (1.0 - target/_t0)
                 target_gc[i] = scale * (-_t1)
@@ -93,7 +93,7 @@ def _fused_plain(input_a, target_a, eps, scale, loss_out, partials, nchunks, sto
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = eps + input
-                _t1 = math.log(_t0)
+                _t1 = rt.fast_log(_t0)
                 acc += -_t1*target + input
                 input_gc[i] = scale * (1.0 - target/_t0)
                 target_gc[i] = scale * (-_t1)
@@ -116,12 +116,12 @@ def _forward_full(input_a, target_a, eps, loss_out, partials, nchunks, store):
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                loss_c[i] = input - target*math.log(eps + input) + rt.where((target > 1.0), target*math.log(target) - target + (0.5)*math.log(2.0*3.141592653589793*target), 0.0)
+                loss_c[i] = input - target*rt.fast_log(eps + input) + rt.where((target > 1.0), target*rt.fast_log(target) - target + (0.5)*rt.fast_log(2.0*3.141592653589793*target), 0.0)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                acc += input - target*math.log(eps + input) + rt.where((target > 1.0), target*math.log(target) - target + (0.5)*math.log(2.0*3.141592653589793*target), 0.0)
+                acc += input - target*rt.fast_log(eps + input) + rt.where((target > 1.0), target*rt.fast_log(target) - target + (0.5)*rt.fast_log(2.0*3.141592653589793*target), 0.0)
         partials[chunk] = acc
 
 
@@ -145,14 +145,14 @@ def _backward_full(input_a, target_a, eps, go_a, scale, use_array, input_g, targ
                 target = np.float64(target_c[i])
                 _t0 = eps + input
                 input_gc[i] = s * (1.0 - target/_t0)
-                target_gc[i] = s * ((math.log(target) + (0.5)/target)*rt.indicator((target > 1.0)) - math.log(_t0))
+                target_gc[i] = s * ((rt.fast_log(target) + (0.5)/target)*rt.indicator((target > 1.0)) - rt.fast_log(_t0))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = eps + input
                 input_gc[i] = scale * (1.0 - target/_t0)
-                target_gc[i] = scale * ((math.log(target) + (0.5)/target)*rt.indicator((target > 1.0)) - math.log(_t0))
+                target_gc[i] = scale * ((rt.fast_log(target) + (0.5)/target)*rt.indicator((target > 1.0)) - rt.fast_log(_t0))
 
 
 @numba.njit(**rt.JIT_KERNEL)
@@ -174,10 +174,10 @@ def _fused_full(input_a, target_a, eps, scale, loss_out, partials, nchunks, stor
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = eps + input
-                _t1 = math.log(_t0)
+                _t1 = rt.fast_log(_t0)
                 _t2 = (target > 1.0)
-                _t3 = math.log(target)
-                loss_c[i] = -_t1*target + input + rt.where(_t2, _t3*target - target + (0.5)*math.log(2.0*3.141592653589793*target), 0.0)
+                _t3 = rt.fast_log(target)
+                loss_c[i] = -_t1*target + input + rt.where(_t2, _t3*target - target + (0.5)*rt.fast_log(2.0*3.141592653589793*target), 0.0)
                 input_gc[i] = scale * (1.0 - target/_t0)
                 target_gc[i] = scale * (-_t1 + (_t3 + (0.5)/target)*rt.indicator(_t2))
         else:
@@ -185,10 +185,10 @@ def _fused_full(input_a, target_a, eps, scale, loss_out, partials, nchunks, stor
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = eps + input
-                _t1 = math.log(_t0)
+                _t1 = rt.fast_log(_t0)
                 _t2 = (target > 1.0)
-                _t3 = math.log(target)
-                acc += -_t1*target + input + rt.where(_t2, _t3*target - target + (0.5)*math.log(2.0*3.141592653589793*target), 0.0)
+                _t3 = rt.fast_log(target)
+                acc += -_t1*target + input + rt.where(_t2, _t3*target - target + (0.5)*rt.fast_log(2.0*3.141592653589793*target), 0.0)
                 input_gc[i] = scale * (1.0 - target/_t0)
                 target_gc[i] = scale * (-_t1 + (_t3 + (0.5)/target)*rt.indicator(_t2))
         partials[chunk] = acc
@@ -210,12 +210,12 @@ def _forward_log_input(input_a, target_a, eps, loss_out, partials, nchunks, stor
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                loss_c[i] = -input*target + math.exp(input)
+                loss_c[i] = -input*target + rt.fast_exp(input)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                acc += -input*target + math.exp(input)
+                acc += -input*target + rt.fast_exp(input)
         partials[chunk] = acc
 
 
@@ -237,13 +237,13 @@ def _backward_log_input(input_a, target_a, eps, go_a, scale, use_array, input_g,
                 s = np.float64(go_c[i])
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                input_gc[i] = s * (-target + math.exp(input))
+                input_gc[i] = s * (-target + rt.fast_exp(input))
                 target_gc[i] = s * (-input)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                input_gc[i] = scale * (-target + math.exp(input))
+                input_gc[i] = scale * (-target + rt.fast_exp(input))
                 target_gc[i] = scale * (-input)
 
 
@@ -265,7 +265,7 @@ def _fused_log_input(input_a, target_a, eps, scale, loss_out, partials, nchunks,
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = -math.exp(input)
+                _t0 = -rt.fast_exp(input)
                 loss_c[i] = -_t0 - input*target
                 input_gc[i] = scale * (-_t0 - target)
                 target_gc[i] = scale * (-input)
@@ -273,7 +273,7 @@ def _fused_log_input(input_a, target_a, eps, scale, loss_out, partials, nchunks,
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = -math.exp(input)
+                _t0 = -rt.fast_exp(input)
                 acc += -_t0 - input*target
                 input_gc[i] = scale * (-_t0 - target)
                 target_gc[i] = scale * (-input)
@@ -296,12 +296,12 @@ def _forward_full_log_input(input_a, target_a, eps, loss_out, partials, nchunks,
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                loss_c[i] = -input*target + math.exp(input) + rt.where((target > 1.0), target*math.log(target) - target + (0.5)*math.log(2.0*3.141592653589793*target), 0.0)
+                loss_c[i] = -input*target + rt.fast_exp(input) + rt.where((target > 1.0), target*rt.fast_log(target) - target + (0.5)*rt.fast_log(2.0*3.141592653589793*target), 0.0)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                acc += -input*target + math.exp(input) + rt.where((target > 1.0), target*math.log(target) - target + (0.5)*math.log(2.0*3.141592653589793*target), 0.0)
+                acc += -input*target + rt.fast_exp(input) + rt.where((target > 1.0), target*rt.fast_log(target) - target + (0.5)*rt.fast_log(2.0*3.141592653589793*target), 0.0)
         partials[chunk] = acc
 
 
@@ -323,14 +323,14 @@ def _backward_full_log_input(input_a, target_a, eps, go_a, scale, use_array, inp
                 s = np.float64(go_c[i])
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                input_gc[i] = s * (-target + math.exp(input))
-                target_gc[i] = s * (-input + (math.log(target) + (0.5)/target)*rt.indicator((target > 1.0)))
+                input_gc[i] = s * (-target + rt.fast_exp(input))
+                target_gc[i] = s * (-input + (rt.fast_log(target) + (0.5)/target)*rt.indicator((target > 1.0)))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                input_gc[i] = scale * (-target + math.exp(input))
-                target_gc[i] = scale * (-input + (math.log(target) + (0.5)/target)*rt.indicator((target > 1.0)))
+                input_gc[i] = scale * (-target + rt.fast_exp(input))
+                target_gc[i] = scale * (-input + (rt.fast_log(target) + (0.5)/target)*rt.indicator((target > 1.0)))
 
 
 @numba.njit(**rt.JIT_KERNEL)
@@ -351,20 +351,20 @@ def _fused_full_log_input(input_a, target_a, eps, scale, loss_out, partials, nch
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = math.exp(input)
+                _t0 = rt.fast_exp(input)
                 _t1 = (target > 1.0)
-                _t2 = math.log(target)
-                loss_c[i] = _t0 - input*target + rt.where(_t1, _t2*target - target + (0.5)*math.log(2.0*3.141592653589793*target), 0.0)
+                _t2 = rt.fast_log(target)
+                loss_c[i] = _t0 - input*target + rt.where(_t1, _t2*target - target + (0.5)*rt.fast_log(2.0*3.141592653589793*target), 0.0)
                 input_gc[i] = scale * (_t0 - target)
                 target_gc[i] = scale * (-input + (_t2 + (0.5)/target)*rt.indicator(_t1))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = math.exp(input)
+                _t0 = rt.fast_exp(input)
                 _t1 = (target > 1.0)
-                _t2 = math.log(target)
-                acc += _t0 - input*target + rt.where(_t1, _t2*target - target + (0.5)*math.log(2.0*3.141592653589793*target), 0.0)
+                _t2 = rt.fast_log(target)
+                acc += _t0 - input*target + rt.where(_t1, _t2*target - target + (0.5)*rt.fast_log(2.0*3.141592653589793*target), 0.0)
                 input_gc[i] = scale * (_t0 - target)
                 target_gc[i] = scale * (-input + (_t2 + (0.5)/target)*rt.indicator(_t1))
         partials[chunk] = acc
