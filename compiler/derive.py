@@ -69,7 +69,7 @@ def row_symbol(name: str, layout: str) -> sympy.Basic:
 def row_variants(path: Path, spec: Loss) -> list[Variant]:
     """Variants of a row loss: flags x optional tensors x (index or probability targets)."""
     flags = [p for p in spec.params if isinstance(p, Flag)]
-    optional = [p for p in spec.params if isinstance(p, OptionalTensor)]
+    optional = presence_dimensions(spec)
     targets = [p for p in spec.params if isinstance(p, ClassTarget)]
     switches = [t.probabilities_switch for t in targets if t.probabilities_switch]
     result = []
@@ -126,7 +126,7 @@ def _row_variant(
             arrays.append(p.name)
         elif isinstance(p, Real):
             symbols[p.name] = sympy.Symbol(p.name, real=True)
-            arguments[p.name] = symbols[p.name]
+            arguments[p.name] = symbols[p.name] if given.get(p.name, True) else sympy.Integer(0)
             reals.append(p.name)
         elif isinstance(p, Flag):
             arguments[p.name] = dict(flags)[p.name]
@@ -166,7 +166,7 @@ def variants(path: Path, spec: Loss) -> list[Variant]:
     if spec.kind == "row":
         return row_variants(path, spec)
     flags = [p for p in spec.params if isinstance(p, Flag)]
-    optional = [p for p in spec.params if isinstance(p, OptionalTensor)]
+    optional = presence_dimensions(spec)
     symbols = symbols_for(spec)
     result = []
     for flag_values in itertools.product(*[f.values for f in flags]):
@@ -198,7 +198,7 @@ def _variant(
             if given[p.name]:
                 arrays.append(p.name)
         elif isinstance(p, Real):
-            arguments[p.name] = symbols[p.name]
+            arguments[p.name] = symbols[p.name] if given.get(p.name, True) else sympy.Integer(0)
             reals.append(p.name)
         elif isinstance(p, Flag):
             arguments[p.name] = dict(flags)[p.name]
@@ -219,6 +219,13 @@ def _variant(
     )
     key = variant_key(flags, present)
     return Variant(key, flags, present, tuple(arrays), tuple(reals), symbols, loss, gradients)
+
+
+def presence_dimensions(spec: Loss) -> list[OptionalTensor | Real]:
+    """What a variant may have or lack: each optional tensor (given or None), then each Real
+    that specializes zero (nonzero or exactly 0). The runtime selects in the same order."""
+    optional: list[OptionalTensor | Real] = [p for p in spec.params if isinstance(p, OptionalTensor)]
+    return optional + [p for p in spec.params if isinstance(p, Real) and p.specialize_zero]
 
 
 def variant_key(flags: tuple[tuple[str, object], ...], present: tuple[tuple[str, bool], ...]) -> str:

@@ -27,7 +27,7 @@ from .primitives import (  # noqa: F401
 )
 
 # Value domains the test-suite samples a tensor from (and the docs state).
-Domain = Literal["real", "unit", "positive", "sign", "prob", "any"]
+Domain = Literal["real", "unit", "positive", "sign", "prob", "labels", "any"]
 
 
 # Where an array lives relative to the loss (row losses only; elementwise losses broadcast):
@@ -97,6 +97,9 @@ class Real:
     name: str
     default: float
     doc: str = ""
+    # also compile the formula with this parameter at exactly 0, chosen at run time: terms it
+    # multiplies vanish, so their cost and any 0 * inf = nan they could produce disappear too
+    specialize_zero: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class Flag:
     doc: str = ""
     values: tuple[Any, ...] = (False, True)
     error: str = ""
+    # a boolean flag accepts only bools (torch: TypeError for log_target=1); False takes any truthy value
+    strict: bool = True
 
 
 @dataclass(frozen=True)
@@ -249,5 +254,6 @@ def relu_strict(z: sympy.Expr) -> sympy.Expr:
 
 
 def clamp_min(z: sympy.Expr, lo: sympy.Expr | int = 0) -> sympy.Expr:
-    """torch's autograd ``clamp_min``: nan propagates, and at z == lo the gradient passes."""
-    return Piecewise((lo, z < lo), (z, True))
+    """torch's autograd ``clamp_min``: at z == lo the gradient passes (its mask is z >= lo); a nan
+    argument or bound gives nan with a zero gradient, as torch."""
+    return Piecewise((z, z >= lo), (lo, z < lo), (sympy.nan, True))

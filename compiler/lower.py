@@ -64,8 +64,10 @@ class ElementwiseIR:
     differentiable: tuple[str, ...]
     optional: tuple[str, ...]
     reals: tuple[str, ...]
+    nonzero: tuple[str, ...]  # Reals compiled also at exactly 0: the selector says whether nonzero
     flags: tuple[str, ...]
     choices: str  # Python literal: {flag: (accepted values, error message)} for non-boolean flags
+    lenient: tuple[str, ...]  # boolean flags that accept any truthy value
     legacy: bool
     result_dtype: str
     integers_promote: bool
@@ -122,6 +124,10 @@ def signature(spec: Loss) -> tuple[SignatureParam, ...]:
     return tuple(params)
 
 
+def nonzero(spec: Loss) -> tuple[str, ...]:
+    return tuple(p.name for p in spec.params if isinstance(p, Real) and p.specialize_zero)
+
+
 def choices(spec: Loss) -> str:
     found = {p.name: (p.values, p.error) for p in spec.params if isinstance(p, Flag) and p.values != (False, True)}
     return repr(found)
@@ -174,8 +180,10 @@ def lower(loaded: LoadedSpec) -> ElementwiseIR:
         differentiable=tuple(p.name for p in spec.params if isinstance(p, Tensor) and p.differentiable),
         optional=tuple(p.name for p in spec.params if isinstance(p, OptionalTensor)),
         reals=tuple(p.name for p in spec.params if isinstance(p, Real)),
+        nonzero=nonzero(spec),
         flags=tuple(p.name for p in spec.params if isinstance(p, Flag)),
         choices=choices(spec),
+        lenient=tuple(p.name for p in spec.params if isinstance(p, Flag) and not p.strict),
         legacy=any(isinstance(p, Legacy) for p in spec.params),
         result_dtype=spec.result_dtype,
         integers_promote=spec.integers_promote,
@@ -371,8 +379,10 @@ class RowIR:
     differentiable: tuple[str, ...]
     optional: tuple[str, ...]
     reals: tuple[str, ...]
+    nonzero: tuple[str, ...]
     flags: tuple[str, ...]  # flags, then probability switches: the variant selector's order
     choices: str
+    lenient: tuple[str, ...]
     ignore_index: str
     target: str  # the ClassTarget's name
     class_axis: int
@@ -412,8 +422,10 @@ def lower_row(loaded: LoadedSpec) -> RowIR:
         differentiable=tuple(p.name for p in spec.params if isinstance(p, Tensor) and p.differentiable),
         optional=tuple(p.name for p in spec.params if isinstance(p, OptionalTensor)),
         reals=tuple(p.name for p in spec.params if isinstance(p, Real)),
+        nonzero=nonzero(spec),
         flags=tuple(p.name for p in spec.params if isinstance(p, Flag)) + switches,
         choices=choices(spec),
+        lenient=tuple(p.name for p in spec.params if isinstance(p, Flag) and not p.strict),
         ignore_index=spec.ignore_index,
         target=next((p.name for p in spec.params if isinstance(p, ClassTarget)), ""),
         class_axis=spec.class_axis,

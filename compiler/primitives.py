@@ -17,7 +17,7 @@ from sympy.codegen.cfunctions import log1p
 # torch's binary_cross_entropy clamps each log at -100 and its input gradient divides by
 # max(x(1-x), 1e-12) (aten/src/ATen/native/Loss.cpp); both live here and nowhere else.
 BCE_LOG_FLOOR = -100
-BCE_GRAD_EPS = sympy.Float("1e-12")
+BCE_GRAD_EPS = sympy.Float(9.999999960041972e-13)  # torch's EPSILON is the float32 nearest 1e-12
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,10 @@ class InvalidIndex(ValueError, IndexError):
     """An index out of range where torch raises IndexError: catchable as either."""
 
 
+class InvalidType(ValueError, TypeError):
+    """An argument of the wrong type where torch raises TypeError: catchable as either."""
+
+
 
 # ---------------------------------------------------------------------------------------------
 # vectorizable exp and log: this llvmlite has no SVML, so math.exp and math.log stay scalar libm calls. fast_exp is
@@ -241,6 +245,8 @@ def as_array(name, value):
         except Exception as error:  # ragged lists and the like
             raise ValueError("{} must be array-like: {}".format(name, error)) from None
     kind = array.dtype.kind
+    if kind == "b":
+        raise ValueError("{} is a bool array: losses need numbers (convert it with .astype(float))".format(name))
     if kind == "c":
         raise ValueError("{} must be real, got a complex array".format(name))
     if kind not in "fiub":
@@ -315,6 +321,7 @@ class Call:
         self.no_grad = set()  # arguments given as Python scalars: torch has no gradient for them
         self.raw = dict(values)  # the arguments as the caller gave them
         self.legacy_used = False
+        self.result_dtype = None  # a prepare step may override the spec's rule for this call
 
     def __getitem__(self, name):
         return self.values[name]
@@ -359,7 +366,7 @@ class Call:
         """l1/mse/huber: with a weight torch reduces in Python, and the weight must have exactly
         the input's size (checked before the reduction string); without, C++ reduces."""
         self.warn_if_size_differs()
-        self.broadcast()
+        broadcast_shape([(n, self.values[n].shape) for n in ("input", "target")])
         if self.values.get(weight) is not None:
             self.require_weight_size(weight)
             self.reduction_python("invalid_mode")
@@ -368,18 +375,30 @@ class Call:
 
     # row losses ---------------------------------------------------------------------------------
     def class_weight_check(self, classes, like, weight="weight"):
-        """A per-class weight: exactly (C,)."""
+        """A per-class weight: exactly (C,), of the input's dtype."""
         w = self.values.get(weight)
-        if w is not None and w.shape != (classes,):
+        if w is None:
+            return
+        if w.shape != (classes,):
             raise InvalidArgument(
                 "weight tensor should be defined either for all {} classes or no classes but got "
                 "weight tensor of shape: {}".format(classes, list(w.shape))
             )
+        if w.dtype != like.dtype:
+            names = {"float32": "Float", "float64": "Double"}
+            raise InvalidArgument("expected scalar type {} but found {}".format(
+                names.get(like.dtype.name, like.dtype.name), names.get(w.dtype.name, w.dtype.name)))
 
     def class_target_check(self, classes, ignore_index=None, target="target"):
         """Class indices: input's shape without the class axis, integers in [0, C) (or ignored)."""
         x, t = self.values["input"], self.values[target]
         expected = () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
+        if x.ndim == 1 and t.ndim == 1:
+            if t.shape != (1,):
+                raise ValueError(
+                    "For 1D input, 1D target must have size 1, but got target size: {}".format(t.shape[0])
+                )
+            t = self.values[target] = t.reshape(())  # torch accepts (1,) for one sample
         if t.dtype.kind not in "iu":
             raise InvalidArgument(
                 "class-index target must be an integer array, got {} (probabilities must have the "
@@ -425,9 +444,12 @@ class Call:
 
 class ElementwiseLoss:
     """Runs the kernels compiled for one elementwise loss. ``variants`` maps the tuple of
-    (flag values..., optional tensors present...) to (forward, backward, fused) kernels."""
+    (flag values..., optional tensors present...) to (forward, fused) kernels: the fused kernel
+    also serves the backward (one compiled function less per variant and dtype)."""
 
     ints = ()
+    lenient = ()
+    nonzero = ()
     choices = {}
     result_dtype = "promote"
     integers_promote = False
@@ -447,6 +469,8 @@ class ElementwiseLoss:
         for name in self.arrays:
             if values.get(name) is not None:
                 values[name] = as_array(name, values[name])
+            elif name in self.required:
+                raise InvalidType("{} must be an array, got None".format(name))
         for name in self.reals:
             value = values[name]
             if isinstance(value, np.ndarray) and value.ndim == 0:
@@ -458,6 +482,8 @@ class ElementwiseLoss:
             value = values[name]
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError("{} must be an integer, got {!r}".format(name, value))
+            if not -2**63 <= int(value) < 2**63:
+                raise ValueError("{} = {} does not fit in 64 bits".format(name, value))
             values[name] = int(value)
         for name in self.flags:
             if name in self.choices:
@@ -467,7 +493,11 @@ class ElementwiseLoss:
                     raise ValueError(error or "{} must be one of {}, got {!r}".format(name, accepted, values[name]))
                 values[name] = chosen[0]
             else:
-                values[name] = bool(values.get(name, False))  # a switch not in the signature: off
+                value = values.get(name, False)  # a switch not in the signature: off
+                if name not in self.lenient and not isinstance(value, (bool, np.bool_)):
+                    raise InvalidType("{}(): argument '{}' must be bool, not {}".format(
+                        self.name, name, type(value).__name__))
+                values[name] = bool(value)
         call = Call(self, values)
         call.raw, call.legacy_used = raw, legacy_used
         call.original_shapes = {n: values[n].shape for n in self.arrays if values.get(n) is not None}
@@ -483,10 +513,14 @@ class ElementwiseLoss:
         return call.broadcast()
 
     def dtype(self, call):
-        if self.result_dtype != "promote":
-            array = call[self.result_dtype]
-            if is_float(array):
-                return array.dtype
+        rule = call.result_dtype or self.result_dtype
+        if rule != "promote":
+            array = call[rule]
+            if not is_float(array):  # torch writes the result into this argument's dtype
+                raise InvalidArgument(
+                    "result type Float can't be cast to the desired output type {}".format(array.dtype)
+                )
+            return array.dtype
         present = [n for n in self.arrays if call.values.get(n) is not None]
         return promote(present, [call[n] for n in present], self.integers_promote)
 
@@ -501,9 +535,17 @@ class ElementwiseLoss:
             flat.append(np.ascontiguousarray(array, dtype=dtype).reshape(-1))
         return flat
 
+    def selector(self, call):
+        """The variant: flag values, then which optional tensors are given, then which Reals
+        compiled also at zero are nonzero (the order derive.presence_dimensions enumerates)."""
+        return (
+            tuple(call[f] for f in self.flags)
+            + tuple(call.values.get(o) is not None for o in self.optional)
+            + tuple(call[r] != 0.0 for r in self.nonzero)
+        )
+
     def kernels(self, call):
-        key = tuple(call[f] for f in self.flags) + tuple(call.values.get(o) is not None for o in self.optional)
-        return self.variants[key]
+        return self.variants[self.selector(call)]
 
     def denominator(self, call):
         rule = self.denominators[call.reduction]
@@ -553,7 +595,7 @@ class ElementwiseLoss:
         call = self.bind(values)
         dtype = self.dtype(call)
         flat = self.flat(call, dtype)
-        backward = self.kernels(call)[1]
+        fused = self.kernels(call)[1]
         n = math.prod(call.shape)
         nchunks = chunk_count(n)
         grad_output = as_array("grad_output", grad_output)
@@ -575,25 +617,27 @@ class ElementwiseLoss:
             scale = float(grad_output.reshape(-1)[0]) * self.coefficient(call)
             use_array = False
         grads = [np.empty(n, dtype=dtype) for _ in self.differentiable]
-        backward(*flat, *self.scalars(call), go, scale, use_array, *grads, nchunks)
+        partials = np.zeros(nchunks, dtype=np.float64)
+        fused(*flat, *self.scalars(call), go, scale, use_array, go[:0], partials, nchunks, False, *grads)
         return self.shape_grads(call, grads, dtype)
 
     def value_and_grad(self, values):
         call = self.bind(values)
         dtype = self.dtype(call)
         flat = self.flat(call, dtype)
-        fused = self.kernels(call)[2]
+        fused = self.kernels(call)[1]
         n = math.prod(call.shape)
         nchunks = chunk_count(n)
         partials = np.zeros(nchunks, dtype=np.float64)
         grads = [np.empty(n, dtype=dtype) for _ in self.differentiable]
         if call.reduction == "none":
             out = np.empty(n, dtype=dtype)
-            fused(*flat, *self.scalars(call), 1.0, out, partials, nchunks, True, *grads)
+            fused(*flat, *self.scalars(call), out[:0], 1.0, False, out, partials, nchunks, True, *grads)
             value = out.reshape(call.shape)
         else:
             coefficient = self.coefficient(call)
-            fused(*flat, *self.scalars(call), coefficient, partials[:0].astype(dtype), partials, nchunks, False, *grads)
+            empty = np.empty(0, dtype=dtype)
+            fused(*flat, *self.scalars(call), empty, coefficient, False, empty, partials, nchunks, False, *grads)
             value = np.asarray(self.reduce(call, partials), dtype=dtype)
         return value, self.shape_grads(call, grads, dtype)
 
@@ -636,11 +680,9 @@ class RowLoss(ElementwiseLoss):
 
     def bind(self, values):
         x = values.get("input")
-        if isinstance(x, np.ndarray) and x.ndim == 0:  # before the spec's checks index its axes
-            raise ValueError("input must have a class axis: got a 0-d array")
+        if np.ndim(x) == 0 and x is not None:  # before the spec's checks index its axes
+            raise ValueError("Expected 1 or more dimensions (got 0)")
         call = ElementwiseLoss.bind(self, values)
-        if call["input"].ndim == 0:
-            raise ValueError("input must have a class axis: got a 0-d array")
         if not is_float(call["input"]):
             raise ValueError("input must be a floating point array, got {}".format(call["input"].dtype))
         return call
@@ -666,8 +708,6 @@ class RowLoss(ElementwiseLoss):
 
     def loss_shape(self, call):
         x = call["input"]
-        if x.ndim == 0:
-            raise ValueError("input must have a class axis: got a 0-d array")
         if x.ndim == 1:
             return ()
         return x.shape[:-1] if self.class_axis == -1 else (x.shape[0],) + x.shape[2:]
@@ -688,8 +728,7 @@ class RowLoss(ElementwiseLoss):
         return result
 
     def variant(self, call):
-        key = tuple(call[f] for f in self.flags) + tuple(call.values.get(o) is not None for o in self.optional)
-        return self.variants[key]
+        return self.variants[self.selector(call)]
 
     def denominator(self, call):
         rule = self.denominators[call.reduction]

@@ -36,35 +36,10 @@ def _forward_plain(input_a, target_a, loss_out, partials, nchunks, store):
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_plain(input_a, target_a, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = s * ((input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
-                target_gc[i] = s * (-rt.fast_log(input) + rt.fast_log1p(-input))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = scale * ((input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
-                target_gc[i] = scale * (-rt.fast_log(input) + rt.fast_log1p(-input))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_plain(input_a, target_a, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -82,14 +57,22 @@ def _fused_plain(input_a, target_a, scale, loss_out, partials, nchunks, store, i
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 loss_c[i] = rt.bce_term(input, target)
-                input_gc[i] = scale * ((input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
+                input_gc[i] = scale * ((input - target)/(9.999999960041972e-13 if 9.999999960041972e-13 > input*(1.0 - input) else input*(1.0 - input)))
                 target_gc[i] = scale * (-rt.fast_log(input) + rt.fast_log1p(-input))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                input_gc[i] = s * ((input - target)/(9.999999960041972e-13 if 9.999999960041972e-13 > input*(1.0 - input) else input*(1.0 - input)))
+                target_gc[i] = s * (-rt.fast_log(input) + rt.fast_log1p(-input))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 acc += rt.bce_term(input, target)
-                input_gc[i] = scale * ((input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
+                input_gc[i] = scale * ((input - target)/(9.999999960041972e-13 if 9.999999960041972e-13 > input*(1.0 - input) else input*(1.0 - input)))
                 target_gc[i] = scale * (-rt.fast_log(input) + rt.fast_log1p(-input))
         partials[chunk] = acc
 
@@ -123,38 +106,10 @@ def _forward_weight(input_a, target_a, weight_a, loss_out, partials, nchunks, st
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_weight(input_a, target_a, weight_a, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        weight_c = weight_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                weight = np.float64(weight_c[i])
-                input_gc[i] = s * (weight*(input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
-                target_gc[i] = s * (weight*(-rt.fast_log(input) + rt.fast_log1p(-input)))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                weight = np.float64(weight_c[i])
-                input_gc[i] = scale * (weight*(input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
-                target_gc[i] = scale * (weight*(-rt.fast_log(input) + rt.fast_log1p(-input)))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_weight(input_a, target_a, weight_a, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_weight(input_a, target_a, weight_a, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -174,15 +129,24 @@ def _fused_weight(input_a, target_a, weight_a, scale, loss_out, partials, nchunk
                 target = np.float64(target_c[i])
                 weight = np.float64(weight_c[i])
                 loss_c[i] = weight*rt.bce_term(input, target)
-                input_gc[i] = scale * (weight*(input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
+                input_gc[i] = scale * (weight*(input - target)/(9.999999960041972e-13 if 9.999999960041972e-13 > input*(1.0 - input) else input*(1.0 - input)))
                 target_gc[i] = scale * (weight*(-rt.fast_log(input) + rt.fast_log1p(-input)))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                weight = np.float64(weight_c[i])
+                input_gc[i] = s * (weight*(input - target)/(9.999999960041972e-13 if 9.999999960041972e-13 > input*(1.0 - input) else input*(1.0 - input)))
+                target_gc[i] = s * (weight*(-rt.fast_log(input) + rt.fast_log1p(-input)))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 weight = np.float64(weight_c[i])
                 acc += weight*rt.bce_term(input, target)
-                input_gc[i] = scale * (weight*(input - target)/(1e-12 if 1e-12 > input*(1.0 - input) else input*(1.0 - input)))
+                input_gc[i] = scale * (weight*(input - target)/(9.999999960041972e-13 if 9.999999960041972e-13 > input*(1.0 - input) else input*(1.0 - input)))
                 target_gc[i] = scale * (weight*(-rt.fast_log(input) + rt.fast_log1p(-input)))
         partials[chunk] = acc
 
@@ -214,8 +178,10 @@ _LOSS = rt.ElementwiseLoss(
     differentiable=('input', 'target'),
     optional=('weight',),
     reals=(),
+    nonzero=(),
     flags=(),
     choices={},
+    lenient=(),
     legacy=True,
     denominators={
         'none': None,
@@ -236,8 +202,8 @@ _LOSS = rt.ElementwiseLoss(
     integers_promote=False,
     prepare=_prepare,
     variants={
-        (False, ): (_forward_plain, _backward_plain, _fused_plain),
-        (True, ): (_forward_weight, _backward_weight, _fused_weight),
+        (False, ): (_forward_plain, _fused_plain),
+        (True, ): (_forward_weight, _fused_weight),
     },
 )
 

@@ -36,37 +36,10 @@ def _forward_plain(input_a, target_a, loss_out, partials, nchunks, store):
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_plain(input_a, target_a, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = -input
-                input_gc[i] = s * (-target - rt.sigmoid(_t0) + 1.0)
-                target_gc[i] = s * (_t0)
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = -input
-                input_gc[i] = scale * (-target - rt.sigmoid(_t0) + 1.0)
-                target_gc[i] = scale * (_t0)
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_plain(input_a, target_a, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -88,6 +61,15 @@ def _fused_plain(input_a, target_a, scale, loss_out, partials, nchunks, store, i
                 loss_c[i] = -_t1*input + rt.softplus(_t0)
                 input_gc[i] = scale * (-_t1 - rt.sigmoid(_t0))
                 target_gc[i] = scale * (_t0)
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                _t0 = -input
+                input_gc[i] = s * (-target - rt.sigmoid(_t0) + 1.0)
+                target_gc[i] = s * (_t0)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -129,42 +111,10 @@ def _forward_pos_weight(input_a, target_a, pos_weight_a, loss_out, partials, nch
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_pos_weight(input_a, target_a, pos_weight_a, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        pos_weight_c = pos_weight_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                pos_weight = np.float64(pos_weight_c[i])
-                _t0 = -input
-                _t1 = pos_weight - 1.0
-                input_gc[i] = s * (-target - (_t1*target + 1.0)*rt.sigmoid(_t0) + 1.0)
-                target_gc[i] = s * (_t1*rt.softplus(_t0) - input)
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                pos_weight = np.float64(pos_weight_c[i])
-                _t0 = -input
-                _t1 = pos_weight - 1.0
-                input_gc[i] = scale * (-target - (_t1*target + 1.0)*rt.sigmoid(_t0) + 1.0)
-                target_gc[i] = scale * (_t1*rt.softplus(_t0) - input)
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_pos_weight(input_a, target_a, pos_weight_a, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_pos_weight(input_a, target_a, pos_weight_a, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -191,6 +141,17 @@ def _fused_pos_weight(input_a, target_a, pos_weight_a, scale, loss_out, partials
                 loss_c[i] = -_t0*input + _t2*_t4
                 input_gc[i] = scale * (-_t0 - _t4*rt.sigmoid(_t1))
                 target_gc[i] = scale * (_t2*_t3 - input)
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                pos_weight = np.float64(pos_weight_c[i])
+                _t0 = -input
+                _t1 = pos_weight - 1.0
+                input_gc[i] = s * (-target - (_t1*target + 1.0)*rt.sigmoid(_t0) + 1.0)
+                target_gc[i] = s * (_t1*rt.softplus(_t0) - input)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -236,38 +197,10 @@ def _forward_weight(input_a, target_a, weight_a, loss_out, partials, nchunks, st
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_weight(input_a, target_a, weight_a, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        weight_c = weight_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                weight = np.float64(weight_c[i])
-                input_gc[i] = s * (weight*(-target - rt.sigmoid(-input) + 1.0))
-                target_gc[i] = s * (-input*weight)
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                weight = np.float64(weight_c[i])
-                input_gc[i] = scale * (weight*(-target - rt.sigmoid(-input) + 1.0))
-                target_gc[i] = scale * (-input*weight)
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_weight(input_a, target_a, weight_a, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_weight(input_a, target_a, weight_a, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -291,6 +224,15 @@ def _fused_weight(input_a, target_a, weight_a, scale, loss_out, partials, nchunk
                 loss_c[i] = weight*(-_t1*input + rt.softplus(_t0))
                 input_gc[i] = scale * (weight*(-_t1 - rt.sigmoid(_t0)))
                 target_gc[i] = scale * (-input*weight)
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                weight = np.float64(weight_c[i])
+                input_gc[i] = s * (weight*(-target - rt.sigmoid(-input) + 1.0))
+                target_gc[i] = s * (-input*weight)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -336,45 +278,10 @@ def _forward_pos_weight_weight(input_a, target_a, weight_a, pos_weight_a, loss_o
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_pos_weight_weight(input_a, target_a, weight_a, pos_weight_a, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        weight_c = weight_a[lo:hi]
-        pos_weight_c = pos_weight_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                weight = np.float64(weight_c[i])
-                pos_weight = np.float64(pos_weight_c[i])
-                _t0 = -input
-                _t1 = pos_weight - 1.0
-                input_gc[i] = s * (weight*(-target - (_t1*target + 1.0)*rt.sigmoid(_t0) + 1.0))
-                target_gc[i] = s * (weight*(_t1*rt.softplus(_t0) - input))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                weight = np.float64(weight_c[i])
-                pos_weight = np.float64(pos_weight_c[i])
-                _t0 = -input
-                _t1 = pos_weight - 1.0
-                input_gc[i] = scale * (weight*(-target - (_t1*target + 1.0)*rt.sigmoid(_t0) + 1.0))
-                target_gc[i] = scale * (weight*(_t1*rt.softplus(_t0) - input))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_pos_weight_weight(input_a, target_a, weight_a, pos_weight_a, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_pos_weight_weight(input_a, target_a, weight_a, pos_weight_a, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -403,6 +310,18 @@ def _fused_pos_weight_weight(input_a, target_a, weight_a, pos_weight_a, scale, l
                 loss_c[i] = weight*(-_t0*input + _t2*_t4)
                 input_gc[i] = scale * (weight*(-_t0 - _t4*rt.sigmoid(_t1)))
                 target_gc[i] = scale * (weight*(_t2*_t3 - input))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                weight = np.float64(weight_c[i])
+                pos_weight = np.float64(pos_weight_c[i])
+                _t0 = -input
+                _t1 = pos_weight - 1.0
+                input_gc[i] = s * (weight*(-target - (_t1*target + 1.0)*rt.sigmoid(_t0) + 1.0))
+                target_gc[i] = s * (weight*(_t1*rt.softplus(_t0) - input))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -424,6 +343,8 @@ def _fused_pos_weight_weight(input_a, target_a, weight_a, pos_weight_a, scale, l
 def _prepare(a):
     a.reduction_cpp()
     a.require_same_size("Target size ({target}) must be the same as input size ({input})")
+    if a["input"].dtype.kind != "f":
+        raise ValueError("binary_cross_entropy_with_logits needs floating point input, got {}".format(a["input"].dtype))
     a.require_inside("input")
 
 
@@ -435,8 +356,10 @@ _LOSS = rt.ElementwiseLoss(
     differentiable=('input', 'target'),
     optional=('weight', 'pos_weight'),
     reals=(),
+    nonzero=(),
     flags=(),
     choices={},
+    lenient=(),
     legacy=True,
     denominators={
         'none': None,
@@ -457,10 +380,10 @@ _LOSS = rt.ElementwiseLoss(
     integers_promote=False,
     prepare=_prepare,
     variants={
-        (False, False, ): (_forward_plain, _backward_plain, _fused_plain),
-        (False, True, ): (_forward_pos_weight, _backward_pos_weight, _fused_pos_weight),
-        (True, False, ): (_forward_weight, _backward_weight, _fused_weight),
-        (True, True, ): (_forward_pos_weight_weight, _backward_pos_weight_weight, _fused_pos_weight_weight),
+        (False, False, ): (_forward_plain, _fused_plain),
+        (False, True, ): (_forward_pos_weight, _fused_pos_weight),
+        (True, False, ): (_forward_weight, _fused_weight),
+        (True, True, ): (_forward_pos_weight_weight, _fused_pos_weight_weight),
     },
 )
 

@@ -34,6 +34,306 @@ def _forward_plain_c(input_a, target_a, label_smoothing, ignore_index, loss_out,
             _z2 = 0.0
             for c0 in range(C):
                 _z2 += rt.fast_exp(-_m1 + input_r[c0])
+            loss = _m1 + rt.fast_log(_z2) - input_r[target]
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_plain_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            input_gr = input_g[r]
+            if target == ignore_index:
+                if store:
+                    loss_out[r] = 0.0
+                for k in range(C):
+                    input_gr[k] = 0.0
+                continue
+            s = np.float64(go_a[r]) if use_array else scale
+            _m3 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m3 = _v if _v > _m3 else _m3
+            _z4 = 0.0
+            for c0 in range(C):
+                _z4 += rt.fast_exp(-_m3 + input_r[c0])
+            loss = _m3 + rt.fast_log(_z4) - input_r[target]
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                input_gr[k] = s * (-(1.0 if k == target else 0.0) + rt.fast_exp(-_m3 + input_r[k])/_z4)
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_plain_s(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+    N = input_a.shape[0]
+    C = input_a.shape[1]
+    D = input_a.shape[2]
+    rows = N * D
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            n = r // D
+            j = r - n * D
+            input_r = input_a[n, :, j]
+            target = target_a[n, j]
+            if target == ignore_index:
+                if store:
+                    loss_out[n, j] = 0.0
+                continue
+            _m1 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m1 = _v if _v > _m1 else _m1
+            _z2 = 0.0
+            for c0 in range(C):
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
+            loss = _m1 + rt.fast_log(_z2) - input_r[target]
+            if store:
+                loss_out[n, j] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_plain_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    N = input_a.shape[0]
+    C = input_a.shape[1]
+    D = input_a.shape[2]
+    rows = N * D
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            n = r // D
+            j = r - n * D
+            input_r = input_a[n, :, j]
+            target = target_a[n, j]
+            input_gr = input_g[n, :, j]
+            if target == ignore_index:
+                if store:
+                    loss_out[n, j] = 0.0
+                for k in range(C):
+                    input_gr[k] = 0.0
+                continue
+            s = np.float64(go_a[n, j]) if use_array else scale
+            _m3 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m3 = _v if _v > _m3 else _m3
+            _z4 = 0.0
+            for c0 in range(C):
+                _z4 += rt.fast_exp(-_m3 + input_r[c0])
+            loss = _m3 + rt.fast_log(_z4) - input_r[target]
+            if store:
+                loss_out[n, j] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                input_gr[k] = s * (-(1.0 if k == target else 0.0) + rt.fast_exp(-_m3 + input_r[k])/_z4)
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_probabilities_c(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            _m1 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m1 = _v if _v > _m1 else _m1
+            _z2 = 0.0
+            for c0 in range(C):
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += input_r[c0]*target_r[c0]
+            _s4 = 0.0
+            for c0 in range(C):
+                _s4 += target_r[c0]
+            loss = -_s3 + _s4*(_m1 + rt.fast_log(_z2))
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_probabilities_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            input_gr = input_g[r]
+            target_gr = target_g[r]
+            s = np.float64(go_a[r]) if use_array else scale
+            _m5 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m5 = _v if _v > _m5 else _m5
+            _z6 = 0.0
+            for c0 in range(C):
+                _z6 += rt.fast_exp(-_m5 + input_r[c0])
+            _s7 = 0.0
+            for c0 in range(C):
+                _s7 += input_r[c0]*target_r[c0]
+            _s8 = 0.0
+            for c0 in range(C):
+                _s8 += target_r[c0]
+            _t0 = _m5 + rt.fast_log(_z6)
+            loss = -_s7 + _s8*_t0
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _t1 = -input_r[k]
+                input_gr[k] = s * (_s8*rt.fast_exp(-_m5 - _t1)/_z6 - target_r[k])
+                target_gr[k] = s * (_t0 + _t1)
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_probabilities_s(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+    N = input_a.shape[0]
+    C = input_a.shape[1]
+    D = input_a.shape[2]
+    rows = N * D
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            n = r // D
+            j = r - n * D
+            input_r = input_a[n, :, j]
+            target_r = target_a[n, :, j]
+            _m1 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m1 = _v if _v > _m1 else _m1
+            _z2 = 0.0
+            for c0 in range(C):
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += input_r[c0]*target_r[c0]
+            _s4 = 0.0
+            for c0 in range(C):
+                _s4 += target_r[c0]
+            loss = -_s3 + _s4*(_m1 + rt.fast_log(_z2))
+            if store:
+                loss_out[n, j] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_probabilities_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    N = input_a.shape[0]
+    C = input_a.shape[1]
+    D = input_a.shape[2]
+    rows = N * D
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            n = r // D
+            j = r - n * D
+            input_r = input_a[n, :, j]
+            target_r = target_a[n, :, j]
+            input_gr = input_g[n, :, j]
+            target_gr = target_g[n, :, j]
+            s = np.float64(go_a[n, j]) if use_array else scale
+            _m5 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m5 = _v if _v > _m5 else _m5
+            _z6 = 0.0
+            for c0 in range(C):
+                _z6 += rt.fast_exp(-_m5 + input_r[c0])
+            _s7 = 0.0
+            for c0 in range(C):
+                _s7 += input_r[c0]*target_r[c0]
+            _s8 = 0.0
+            for c0 in range(C):
+                _s8 += target_r[c0]
+            _t0 = _m5 + rt.fast_log(_z6)
+            loss = -_s7 + _s8*_t0
+            if store:
+                loss_out[n, j] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                _t1 = -input_r[k]
+                input_gr[k] = s * (_s8*rt.fast_exp(-_m5 - _t1)/_z6 - target_r[k])
+                target_gr[k] = s * (_t0 + _t1)
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_label_smoothing_c(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            if target == ignore_index:
+                if store:
+                    loss_out[r] = 0.0
+                continue
+            _m1 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m1 = _v if _v > _m1 else _m1
+            _z2 = 0.0
+            for c0 in range(C):
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
             _s3 = 0.0
             for c0 in range(C):
                 _s3 += input_r[c0]
@@ -47,7 +347,7 @@ def _forward_plain_c(input_a, target_a, label_smoothing, ignore_index, loss_out,
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_plain_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_label_smoothing_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
     size = (rows + nchunks - 1) // nchunks
@@ -92,7 +392,7 @@ def _fused_plain_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_plain_s(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+def _forward_label_smoothing_s(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -131,7 +431,7 @@ def _forward_plain_s(input_a, target_a, label_smoothing, ignore_index, loss_out,
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_plain_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_label_smoothing_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -180,7 +480,7 @@ def _fused_plain_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_probabilities_c(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+def _forward_label_smoothing_probabilities_c(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
     size = (rows + nchunks - 1) // nchunks
@@ -217,7 +517,7 @@ def _forward_probabilities_c(input_a, target_a, label_smoothing, ignore_index, l
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_probabilities_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_label_smoothing_probabilities_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
     size = (rows + nchunks - 1) // nchunks
@@ -264,7 +564,7 @@ def _fused_probabilities_c(input_a, target_a, label_smoothing, ignore_index, go_
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_probabilities_s(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+def _forward_label_smoothing_probabilities_s(input_a, target_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -305,7 +605,7 @@ def _forward_probabilities_s(input_a, target_a, label_smoothing, ignore_index, l
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_probabilities_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_label_smoothing_probabilities_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -378,6 +678,304 @@ def _forward_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index
             _z2 = 0.0
             for c0 in range(C):
                 _z2 += rt.fast_exp(-_m1 + input_r[c0])
+            loss = (_m1 + rt.fast_log(_z2) - input_r[target])*weight_a[target]
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            input_gr = input_g[r]
+            if target == ignore_index:
+                if store:
+                    loss_out[r] = 0.0
+                for k in range(C):
+                    input_gr[k] = 0.0
+                continue
+            s = np.float64(go_a[r]) if use_array else scale
+            _m3 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m3 = _v if _v > _m3 else _m3
+            _z4 = 0.0
+            for c0 in range(C):
+                _z4 += rt.fast_exp(-_m3 + input_r[c0])
+            loss = (_m3 + rt.fast_log(_z4) - input_r[target])*weight_a[target]
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                input_gr[k] = s * ((-(1.0 if k == target else 0.0) + rt.fast_exp(-_m3 + input_r[k])/_z4)*weight_a[target])
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+    N = input_a.shape[0]
+    C = input_a.shape[1]
+    D = input_a.shape[2]
+    rows = N * D
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            n = r // D
+            j = r - n * D
+            input_r = input_a[n, :, j]
+            target = target_a[n, j]
+            if target == ignore_index:
+                if store:
+                    loss_out[n, j] = 0.0
+                continue
+            _m1 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m1 = _v if _v > _m1 else _m1
+            _z2 = 0.0
+            for c0 in range(C):
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
+            loss = (_m1 + rt.fast_log(_z2) - input_r[target])*weight_a[target]
+            if store:
+                loss_out[n, j] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    N = input_a.shape[0]
+    C = input_a.shape[1]
+    D = input_a.shape[2]
+    rows = N * D
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            n = r // D
+            j = r - n * D
+            input_r = input_a[n, :, j]
+            target = target_a[n, j]
+            input_gr = input_g[n, :, j]
+            if target == ignore_index:
+                if store:
+                    loss_out[n, j] = 0.0
+                for k in range(C):
+                    input_gr[k] = 0.0
+                continue
+            s = np.float64(go_a[n, j]) if use_array else scale
+            _m3 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m3 = _v if _v > _m3 else _m3
+            _z4 = 0.0
+            for c0 in range(C):
+                _z4 += rt.fast_exp(-_m3 + input_r[c0])
+            loss = (_m3 + rt.fast_log(_z4) - input_r[target])*weight_a[target]
+            if store:
+                loss_out[n, j] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                input_gr[k] = s * ((-(1.0 if k == target else 0.0) + rt.fast_exp(-_m3 + input_r[k])/_z4)*weight_a[target])
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            _m1 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m1 = _v if _v > _m1 else _m1
+            _z2 = 0.0
+            for c0 in range(C):
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += target_r[c0]*weight_a[c0]
+            _s4 = 0.0
+            for c0 in range(C):
+                _s4 += input_r[c0]*target_r[c0]*weight_a[c0]
+            loss = _s3*(_m1 + rt.fast_log(_z2)) - _s4
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target_r = target_a[r]
+            input_gr = input_g[r]
+            target_gr = target_g[r]
+            s = np.float64(go_a[r]) if use_array else scale
+            _m5 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m5 = _v if _v > _m5 else _m5
+            _z6 = 0.0
+            for c0 in range(C):
+                _z6 += rt.fast_exp(-_m5 + input_r[c0])
+            _s7 = 0.0
+            for c0 in range(C):
+                _s7 += target_r[c0]*weight_a[c0]
+            _s8 = 0.0
+            for c0 in range(C):
+                _s8 += input_r[c0]*target_r[c0]*weight_a[c0]
+            _t0 = _m5 + rt.fast_log(_z6)
+            loss = _s7*_t0 - _s8
+            if store:
+                loss_out[r] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                input_gr[k] = s * (_s7*rt.fast_exp(-_m5 + input_r[k])/_z6 - target_r[k]*weight_a[k])
+                target_gr[k] = s * (_t0*weight_a[k] - input_r[k]*weight_a[k])
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+    N = input_a.shape[0]
+    C = input_a.shape[1]
+    D = input_a.shape[2]
+    rows = N * D
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            n = r // D
+            j = r - n * D
+            input_r = input_a[n, :, j]
+            target_r = target_a[n, :, j]
+            _m1 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m1 = _v if _v > _m1 else _m1
+            _z2 = 0.0
+            for c0 in range(C):
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += target_r[c0]*weight_a[c0]
+            _s4 = 0.0
+            for c0 in range(C):
+                _s4 += input_r[c0]*target_r[c0]*weight_a[c0]
+            loss = _s3*(_m1 + rt.fast_log(_z2)) - _s4
+            if store:
+                loss_out[n, j] = loss
+            else:
+                acc += loss
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    N = input_a.shape[0]
+    C = input_a.shape[1]
+    D = input_a.shape[2]
+    rows = N * D
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            n = r // D
+            j = r - n * D
+            input_r = input_a[n, :, j]
+            target_r = target_a[n, :, j]
+            input_gr = input_g[n, :, j]
+            target_gr = target_g[n, :, j]
+            s = np.float64(go_a[n, j]) if use_array else scale
+            _m5 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m5 = _v if _v > _m5 else _m5
+            _z6 = 0.0
+            for c0 in range(C):
+                _z6 += rt.fast_exp(-_m5 + input_r[c0])
+            _s7 = 0.0
+            for c0 in range(C):
+                _s7 += target_r[c0]*weight_a[c0]
+            _s8 = 0.0
+            for c0 in range(C):
+                _s8 += input_r[c0]*target_r[c0]*weight_a[c0]
+            _t0 = _m5 + rt.fast_log(_z6)
+            loss = _s7*_t0 - _s8
+            if store:
+                loss_out[n, j] = loss
+            else:
+                acc += loss
+            for k in range(C):
+                input_gr[k] = s * (_s7*rt.fast_exp(-_m5 + input_r[k])/_z6 - target_r[k]*weight_a[k])
+                target_gr[k] = s * (_t0*weight_a[k] - input_r[k]*weight_a[k])
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_label_smoothing_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+    rows = input_a.shape[0]
+    C = input_a.shape[1]
+    size = (rows + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, rows)
+        hi = min(lo + size, rows)
+        acc = 0.0
+        for r in range(lo, hi):
+            input_r = input_a[r]
+            target = target_a[r]
+            if target == ignore_index:
+                if store:
+                    loss_out[r] = 0.0
+                continue
+            _m1 = -math.inf
+            for c0 in range(C):
+                _v = input_r[c0]
+                _m1 = _v if _v > _m1 else _m1
+            _z2 = 0.0
+            for c0 in range(C):
+                _z2 += rt.fast_exp(-_m1 + input_r[c0])
             _s3 = 0.0
             for c0 in range(C):
                 _s3 += input_r[c0]*weight_a[c0]
@@ -394,7 +992,7 @@ def _forward_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_label_smoothing_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
     size = (rows + nchunks - 1) // nchunks
@@ -442,7 +1040,7 @@ def _fused_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, 
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+def _forward_label_smoothing_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -484,7 +1082,7 @@ def _forward_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+def _fused_label_smoothing_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -536,7 +1134,7 @@ def _fused_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, 
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+def _forward_label_smoothing_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
     size = (rows + nchunks - 1) // nchunks
@@ -576,7 +1174,7 @@ def _forward_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_label_smoothing_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
     size = (rows + nchunks - 1) // nchunks
@@ -625,7 +1223,7 @@ def _fused_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, 
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _forward_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
+def _forward_label_smoothing_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, partials, nchunks, store):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -669,7 +1267,7 @@ def _forward_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _fused_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_label_smoothing_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
     N = input_a.shape[0]
     C = input_a.shape[1]
     D = input_a.shape[2]
@@ -749,8 +1347,10 @@ _LOSS = rt.RowLoss(
     differentiable=('input',),
     optional=('weight',),
     reals=('label_smoothing',),
+    nonzero=('label_smoothing',),
     flags=('probabilities',),
     choices={},
+    lenient=(),
     ignore_index='ignore_index',
     ints=('ignore_index',),
     switch_count=1,
@@ -773,27 +1373,51 @@ _LOSS = rt.RowLoss(
     },
     prepare=_prepare,
     variants={
-        (False, False, ): (
+        (False, False, False, ): (
             (_forward_plain_c, _fused_plain_c),
             (_forward_plain_s, _fused_plain_s),
             ('input', 'target'),
             ('input',),
         ),
-        (True, False, ): (
+        (True, False, False, ): (
             (_forward_probabilities_c, _fused_probabilities_c),
             (_forward_probabilities_s, _fused_probabilities_s),
             ('input', 'target'),
             ('input', 'target'),
         ),
-        (False, True, ): (
+        (False, False, True, ): (
+            (_forward_label_smoothing_c, _fused_label_smoothing_c),
+            (_forward_label_smoothing_s, _fused_label_smoothing_s),
+            ('input', 'target'),
+            ('input',),
+        ),
+        (True, False, True, ): (
+            (_forward_label_smoothing_probabilities_c, _fused_label_smoothing_probabilities_c),
+            (_forward_label_smoothing_probabilities_s, _fused_label_smoothing_probabilities_s),
+            ('input', 'target'),
+            ('input', 'target'),
+        ),
+        (False, True, False, ): (
             (_forward_weight_c, _fused_weight_c),
             (_forward_weight_s, _fused_weight_s),
             ('input', 'target', 'weight'),
             ('input',),
         ),
-        (True, True, ): (
+        (True, True, False, ): (
             (_forward_probabilities_weight_c, _fused_probabilities_weight_c),
             (_forward_probabilities_weight_s, _fused_probabilities_weight_s),
+            ('input', 'target', 'weight'),
+            ('input', 'target'),
+        ),
+        (False, True, True, ): (
+            (_forward_label_smoothing_weight_c, _fused_label_smoothing_weight_c),
+            (_forward_label_smoothing_weight_s, _fused_label_smoothing_weight_s),
+            ('input', 'target', 'weight'),
+            ('input',),
+        ),
+        (True, True, True, ): (
+            (_forward_label_smoothing_probabilities_weight_c, _fused_label_smoothing_probabilities_weight_c),
+            (_forward_label_smoothing_probabilities_weight_s, _fused_label_smoothing_probabilities_weight_s),
             ('input', 'target', 'weight'),
             ('input', 'target'),
         ),

@@ -41,49 +41,10 @@ def _forward_plain(input_a, target_a, var_a, eps, loss_out, partials, nchunks, s
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_plain(input_a, target_a, var_a, eps, go_a, scale, use_array, input_g, target_g, var_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        var_c = var_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        var_gc = var_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                var = np.float64(var_c[i])
-                _t0 = 2.0*input - 2.0*target
-                _t1 = rt.clamp_min_st(var, eps)
-                _t2 = (1.0/(_t1))
-                _t3 = (0.5)*_t2
-                input_gc[i] = s * (_t0*_t3)
-                target_gc[i] = s * (-_t0*_t3)
-                var_gc[i] = s * ((0.5)*_t2 - 0.5*((input - target)*(input - target))/(_t1*_t1))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                var = np.float64(var_c[i])
-                _t0 = 2.0*input - 2.0*target
-                _t1 = rt.clamp_min_st(var, eps)
-                _t2 = (1.0/(_t1))
-                _t3 = (0.5)*_t2
-                input_gc[i] = scale * (_t0*_t3)
-                target_gc[i] = scale * (-_t0*_t3)
-                var_gc[i] = scale * ((0.5)*_t2 - 0.5*((input - target)*(input - target))/(_t1*_t1))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, var_a, eps, scale, loss_out, partials, nchunks, store, input_g, target_g, var_g):
+def _fused_plain(input_a, target_a, var_a, eps, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g, var_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -112,6 +73,20 @@ def _fused_plain(input_a, target_a, var_a, eps, scale, loss_out, partials, nchun
                 input_gc[i] = scale * (_t3*_t4)
                 target_gc[i] = scale * (-_t3*_t4)
                 var_gc[i] = scale * ((0.5)*_t2 - 0.5*_t1/(_t0*_t0))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                var = np.float64(var_c[i])
+                _t0 = 2.0*input - 2.0*target
+                _t1 = rt.clamp_min_st(var, eps)
+                _t2 = (1.0/(_t1))
+                _t3 = (0.5)*_t2
+                input_gc[i] = s * (_t0*_t3)
+                target_gc[i] = s * (-_t0*_t3)
+                var_gc[i] = s * ((0.5)*_t2 - 0.5*((input - target)*(input - target))/(_t1*_t1))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -160,49 +135,10 @@ def _forward_full(input_a, target_a, var_a, eps, loss_out, partials, nchunks, st
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_full(input_a, target_a, var_a, eps, go_a, scale, use_array, input_g, target_g, var_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        var_c = var_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        var_gc = var_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                var = np.float64(var_c[i])
-                _t0 = 2.0*input - 2.0*target
-                _t1 = rt.clamp_min_st(var, eps)
-                _t2 = (1.0/(_t1))
-                _t3 = (0.5)*_t2
-                input_gc[i] = s * (_t0*_t3)
-                target_gc[i] = s * (-_t0*_t3)
-                var_gc[i] = s * ((0.5)*_t2 - 0.5*((input - target)*(input - target))/(_t1*_t1))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                var = np.float64(var_c[i])
-                _t0 = 2.0*input - 2.0*target
-                _t1 = rt.clamp_min_st(var, eps)
-                _t2 = (1.0/(_t1))
-                _t3 = (0.5)*_t2
-                input_gc[i] = scale * (_t0*_t3)
-                target_gc[i] = scale * (-_t0*_t3)
-                var_gc[i] = scale * ((0.5)*_t2 - 0.5*((input - target)*(input - target))/(_t1*_t1))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_full(input_a, target_a, var_a, eps, scale, loss_out, partials, nchunks, store, input_g, target_g, var_g):
+def _fused_full(input_a, target_a, var_a, eps, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g, var_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -231,6 +167,20 @@ def _fused_full(input_a, target_a, var_a, eps, scale, loss_out, partials, nchunk
                 input_gc[i] = scale * (_t3*_t4)
                 target_gc[i] = scale * (-_t3*_t4)
                 var_gc[i] = scale * ((0.5)*_t2 - 0.5*_t1/(_t0*_t0))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                var = np.float64(var_c[i])
+                _t0 = 2.0*input - 2.0*target
+                _t1 = rt.clamp_min_st(var, eps)
+                _t2 = (1.0/(_t1))
+                _t3 = (0.5)*_t2
+                input_gc[i] = s * (_t0*_t3)
+                target_gc[i] = s * (-_t0*_t3)
+                var_gc[i] = s * ((0.5)*_t2 - 0.5*((input - target)*(input - target))/(_t1*_t1))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -278,8 +228,10 @@ _LOSS = rt.ElementwiseLoss(
     differentiable=('input', 'target', 'var'),
     optional=(),
     reals=('eps',),
+    nonzero=(),
     flags=('full',),
     choices={},
+    lenient=('full',),
     legacy=False,
     denominators={
         'none': None,
@@ -300,8 +252,8 @@ _LOSS = rt.ElementwiseLoss(
     integers_promote=True,
     prepare=_prepare,
     variants={
-        (False, ): (_forward_plain, _backward_plain, _fused_plain),
-        (True, ): (_forward_full, _backward_full, _fused_full),
+        (False, ): (_forward_plain, _fused_plain),
+        (True, ): (_forward_full, _fused_full),
     },
 )
 

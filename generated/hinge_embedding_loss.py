@@ -27,43 +27,21 @@ def _forward_plain(input_a, target_a, margin, loss_out, partials, nchunks, store
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = input - margin
-                loss_c[i] = rt.where((target != -1.0), input, 0.0) + rt.where((target != 1.0), (0.0 if (_t0 > 0.0) else -_t0), 0.0)
+                loss_c[i] = rt.where((target != -1.0), input, 0.0) + rt.where((target != 1.0), (-_t0 if (_t0 <= 0.0) else 0.0), 0.0)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = input - margin
-                acc += rt.where((target != -1.0), input, 0.0) + rt.where((target != 1.0), (0.0 if (_t0 > 0.0) else -_t0), 0.0)
+                acc += rt.where((target != -1.0), input, 0.0) + rt.where((target != 1.0), (-_t0 if (_t0 <= 0.0) else 0.0), 0.0)
         partials[chunk] = acc
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_plain(input_a, target_a, margin, go_a, scale, use_array, input_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = s * ((0.0 if (input - margin > 0.0) else -1.0)*rt.indicator((target != 1.0)) + rt.indicator((target != -1.0)))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = scale * ((0.0 if (input - margin > 0.0) else -1.0)*rt.indicator((target != 1.0)) + rt.indicator((target != -1.0)))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, margin, scale, loss_out, partials, nchunks, store, input_g):
+def _fused_plain(input_a, target_a, margin, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -82,9 +60,16 @@ def _fused_plain(input_a, target_a, margin, scale, loss_out, partials, nchunks, 
                 _t0 = (target != -1.0)
                 _t1 = (target != 1.0)
                 _t2 = input - margin
-                _t3 = (_t2 > 0.0)
-                loss_c[i] = rt.where(_t0, input, 0.0) + rt.where(_t1, (0.0 if _t3 else -_t2), 0.0)
-                input_gc[i] = scale * ((0.0 if _t3 else -1.0)*rt.indicator(_t1) + rt.indicator(_t0))
+                _t3 = (_t2 <= 0.0)
+                loss_c[i] = rt.where(_t0, input, 0.0) + rt.where(_t1, (-_t2 if _t3 else 0.0), 0.0)
+                input_gc[i] = scale * ((-1.0 if _t3 else 0.0)*rt.indicator(_t1) + rt.indicator(_t0))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                input_gc[i] = s * ((-1.0 if (input - margin <= 0.0) else 0.0)*rt.indicator((target != 1.0)) + rt.indicator((target != -1.0)))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -92,9 +77,9 @@ def _fused_plain(input_a, target_a, margin, scale, loss_out, partials, nchunks, 
                 _t0 = (target != -1.0)
                 _t1 = (target != 1.0)
                 _t2 = input - margin
-                _t3 = (_t2 > 0.0)
-                acc += rt.where(_t0, input, 0.0) + rt.where(_t1, (0.0 if _t3 else -_t2), 0.0)
-                input_gc[i] = scale * ((0.0 if _t3 else -1.0)*rt.indicator(_t1) + rt.indicator(_t0))
+                _t3 = (_t2 <= 0.0)
+                acc += rt.where(_t0, input, 0.0) + rt.where(_t1, (-_t2 if _t3 else 0.0), 0.0)
+                input_gc[i] = scale * ((-1.0 if _t3 else 0.0)*rt.indicator(_t1) + rt.indicator(_t0))
         partials[chunk] = acc
 
 
@@ -106,8 +91,10 @@ _LOSS = rt.ElementwiseLoss(
     differentiable=('input',),
     optional=(),
     reals=('margin',),
+    nonzero=(),
     flags=(),
     choices={},
+    lenient=(),
     legacy=True,
     denominators={
         'none': None,
@@ -128,7 +115,7 @@ _LOSS = rt.ElementwiseLoss(
     integers_promote=False,
     prepare=None,
     variants={
-        (): (_forward_plain, _backward_plain, _fused_plain),
+        (): (_forward_plain, _fused_plain),
     },
 )
 

@@ -26,55 +26,24 @@ def _forward_plain(input_a, target_a, delta, loss_out, partials, nchunks, store)
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = input - target
-                _t1 = abs(_t0)
-                loss_c[i] = ((0.5)*(_t0*_t0) if (_t1 < delta) else delta*(_t1 - 0.5*delta))
+                _t0 = (0.5)*delta
+                _t1 = input - target
+                loss_c[i] = (delta*(-_t0 - _t1) if (_t1 < -delta) else (delta*(-_t0 + input - target) if (_t1 > delta) else (0.5)*(_t1*_t1)))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = input - target
-                _t1 = abs(_t0)
-                acc += ((0.5)*(_t0*_t0) if (_t1 < delta) else delta*(_t1 - 0.5*delta))
+                _t0 = (0.5)*delta
+                _t1 = input - target
+                acc += (delta*(-_t0 - _t1) if (_t1 < -delta) else (delta*(-_t0 + input - target) if (_t1 > delta) else (0.5)*(_t1*_t1)))
         partials[chunk] = acc
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_plain(input_a, target_a, delta, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = input - target
-                _t1 = (delta > abs(_t0))
-                _t2 = delta*(1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
-                input_gc[i] = s * ((_t0 if _t1 else _t2))
-                target_gc[i] = s * ((-_t0 if _t1 else -_t2))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = input - target
-                _t1 = (delta > abs(_t0))
-                _t2 = delta*(1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
-                input_gc[i] = scale * ((_t0 if _t1 else _t2))
-                target_gc[i] = scale * ((-_t0 if _t1 else -_t2))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, delta, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_plain(input_a, target_a, delta, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -91,24 +60,41 @@ def _fused_plain(input_a, target_a, delta, scale, loss_out, partials, nchunks, s
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = input - target
-                _t1 = abs(_t0)
-                _t2 = (delta > _t1)
-                _t3 = delta*(1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
-                loss_c[i] = ((0.5)*(_t0*_t0) if _t2 else delta*(_t1 - 0.5*delta))
-                input_gc[i] = scale * ((_t0 if _t2 else _t3))
-                target_gc[i] = scale * ((-_t0 if _t2 else -_t3))
+                _t0 = (0.5)*delta
+                _t1 = input - target
+                _t2 = -_t1
+                _t3 = (delta < _t2)
+                _t4 = (delta < _t1)
+                _t5 = -delta
+                loss_c[i] = (delta*(-_t0 - _t1) if _t3 else (delta*(-_t0 + input - target) if _t4 else (0.5)*(_t1*_t1)))
+                input_gc[i] = scale * ((_t5 if _t3 else (delta if _t4 else _t1)))
+                target_gc[i] = scale * ((delta if _t3 else (_t5 if _t4 else _t2)))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                _t0 = -delta
+                _t1 = input - target
+                _t2 = -_t1
+                _t3 = (delta < _t2)
+                _t4 = (delta < _t1)
+                input_gc[i] = s * ((_t0 if _t3 else (delta if _t4 else _t1)))
+                target_gc[i] = s * ((delta if _t3 else (_t0 if _t4 else _t2)))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = input - target
-                _t1 = abs(_t0)
-                _t2 = (delta > _t1)
-                _t3 = delta*(1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
-                acc += ((0.5)*(_t0*_t0) if _t2 else delta*(_t1 - 0.5*delta))
-                input_gc[i] = scale * ((_t0 if _t2 else _t3))
-                target_gc[i] = scale * ((-_t0 if _t2 else -_t3))
+                _t0 = (0.5)*delta
+                _t1 = input - target
+                _t2 = -_t1
+                _t3 = (delta < _t2)
+                _t4 = (delta < _t1)
+                _t5 = -delta
+                acc += (delta*(-_t0 - _t1) if _t3 else (delta*(-_t0 + input - target) if _t4 else (0.5)*(_t1*_t1)))
+                input_gc[i] = scale * ((_t5 if _t3 else (delta if _t4 else _t1)))
+                target_gc[i] = scale * ((delta if _t3 else (_t5 if _t4 else _t2)))
         partials[chunk] = acc
 
 
@@ -130,59 +116,25 @@ def _forward_weight(input_a, target_a, weight_a, delta, loss_out, partials, nchu
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 weight = np.float64(weight_c[i])
-                _t0 = input - target
-                _t1 = abs(_t0)
-                loss_c[i] = weight*((0.5)*(_t0*_t0) if (_t1 < delta) else delta*(_t1 - 0.5*delta))
+                _t0 = (0.5)*delta
+                _t1 = input - target
+                loss_c[i] = weight*(delta*(-_t0 - _t1) if (_t1 < -delta) else (delta*(-_t0 + input - target) if (_t1 > delta) else (0.5)*(_t1*_t1)))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 weight = np.float64(weight_c[i])
-                _t0 = input - target
-                _t1 = abs(_t0)
-                acc += weight*((0.5)*(_t0*_t0) if (_t1 < delta) else delta*(_t1 - 0.5*delta))
+                _t0 = (0.5)*delta
+                _t1 = input - target
+                acc += weight*(delta*(-_t0 - _t1) if (_t1 < -delta) else (delta*(-_t0 + input - target) if (_t1 > delta) else (0.5)*(_t1*_t1)))
         partials[chunk] = acc
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_weight(input_a, target_a, weight_a, delta, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        weight_c = weight_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                weight = np.float64(weight_c[i])
-                _t0 = input - target
-                _t1 = (delta > abs(_t0))
-                _t2 = delta*(1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
-                input_gc[i] = s * (weight*(_t0 if _t1 else _t2))
-                target_gc[i] = s * (weight*(-_t0 if _t1 else -_t2))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                weight = np.float64(weight_c[i])
-                _t0 = input - target
-                _t1 = (delta > abs(_t0))
-                _t2 = delta*(1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
-                input_gc[i] = scale * (weight*(_t0 if _t1 else _t2))
-                target_gc[i] = scale * (weight*(-_t0 if _t1 else -_t2))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_weight(input_a, target_a, weight_a, delta, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_weight(input_a, target_a, weight_a, delta, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -201,31 +153,51 @@ def _fused_weight(input_a, target_a, weight_a, delta, scale, loss_out, partials,
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 weight = np.float64(weight_c[i])
-                _t0 = input - target
-                _t1 = abs(_t0)
-                _t2 = (delta > _t1)
-                _t3 = delta*(1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
-                loss_c[i] = weight*((0.5)*(_t0*_t0) if _t2 else delta*(_t1 - 0.5*delta))
-                input_gc[i] = scale * (weight*(_t0 if _t2 else _t3))
-                target_gc[i] = scale * (weight*(-_t0 if _t2 else -_t3))
+                _t0 = (0.5)*delta
+                _t1 = input - target
+                _t2 = -_t1
+                _t3 = (delta < _t2)
+                _t4 = (delta < _t1)
+                _t5 = -delta
+                loss_c[i] = weight*(delta*(-_t0 - _t1) if _t3 else (delta*(-_t0 + input - target) if _t4 else (0.5)*(_t1*_t1)))
+                input_gc[i] = scale * (weight*(_t5 if _t3 else (delta if _t4 else _t1)))
+                target_gc[i] = scale * (weight*(delta if _t3 else (_t5 if _t4 else _t2)))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                weight = np.float64(weight_c[i])
+                _t0 = -delta
+                _t1 = input - target
+                _t2 = -_t1
+                _t3 = (delta < _t2)
+                _t4 = (delta < _t1)
+                input_gc[i] = s * (weight*(_t0 if _t3 else (delta if _t4 else _t1)))
+                target_gc[i] = s * (weight*(delta if _t3 else (_t0 if _t4 else _t2)))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 weight = np.float64(weight_c[i])
-                _t0 = input - target
-                _t1 = abs(_t0)
-                _t2 = (delta > _t1)
-                _t3 = delta*(1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
-                acc += weight*((0.5)*(_t0*_t0) if _t2 else delta*(_t1 - 0.5*delta))
-                input_gc[i] = scale * (weight*(_t0 if _t2 else _t3))
-                target_gc[i] = scale * (weight*(-_t0 if _t2 else -_t3))
+                _t0 = (0.5)*delta
+                _t1 = input - target
+                _t2 = -_t1
+                _t3 = (delta < _t2)
+                _t4 = (delta < _t1)
+                _t5 = -delta
+                acc += weight*(delta*(-_t0 - _t1) if _t3 else (delta*(-_t0 + input - target) if _t4 else (0.5)*(_t1*_t1)))
+                input_gc[i] = scale * (weight*(_t5 if _t3 else (delta if _t4 else _t1)))
+                target_gc[i] = scale * (weight*(delta if _t3 else (_t5 if _t4 else _t2)))
         partials[chunk] = acc
 
 
 
 def _prepare(a):
     a.weighted_reduction()
+    if a["weight"] is not None:
+        a.result_dtype = "promote"  # the weighted path multiplies in Python: ordinary promotion
     if not a["delta"] > 0:
         raise rt.InvalidArgument("huber_loss does not support non-positive values for delta.")
 
@@ -238,8 +210,10 @@ _LOSS = rt.ElementwiseLoss(
     differentiable=('input', 'target'),
     optional=('weight',),
     reals=('delta',),
+    nonzero=(),
     flags=(),
     choices={},
+    lenient=(),
     legacy=False,
     denominators={
         'none': None,
@@ -260,8 +234,8 @@ _LOSS = rt.ElementwiseLoss(
     integers_promote=False,
     prepare=_prepare,
     variants={
-        (False, ): (_forward_plain, _backward_plain, _fused_plain),
-        (True, ): (_forward_weight, _backward_weight, _fused_weight),
+        (False, ): (_forward_plain, _fused_plain),
+        (True, ): (_forward_weight, _fused_weight),
     },
 )
 

@@ -36,35 +36,10 @@ def _forward_plain(input_a, target_a, loss_out, partials, nchunks, store):
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_plain(input_a, target_a, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = s * (-target)
-                target_gc[i] = s * (-input + (0.0 if (target == 0.0) else rt.fast_log(target)) + rt.ratio(target, target))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = scale * (-target)
-                target_gc[i] = scale * (-input + (0.0 if (target == 0.0) else rt.fast_log(target)) + rt.ratio(target, target))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_plain(input_a, target_a, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -84,6 +59,14 @@ def _fused_plain(input_a, target_a, scale, loss_out, partials, nchunks, store, i
                 loss_c[i] = -input*target + rt.xlogy(target, target)
                 input_gc[i] = scale * (-target)
                 target_gc[i] = scale * (-input + (0.0 if (target == 0.0) else rt.fast_log(target)) + rt.ratio(target, target))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                input_gc[i] = s * (-target)
+                target_gc[i] = s * (-input + (0.0 if (target == 0.0) else rt.fast_log(target)) + rt.ratio(target, target))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -120,37 +103,10 @@ def _forward_log_target(input_a, target_a, loss_out, partials, nchunks, store):
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_log_target(input_a, target_a, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = rt.fast_exp(target)
-                input_gc[i] = s * (-_t0)
-                target_gc[i] = s * (_t0*(-input + target) + _t0)
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = rt.fast_exp(target)
-                input_gc[i] = scale * (-_t0)
-                target_gc[i] = scale * (_t0*(-input + target) + _t0)
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_log_target(input_a, target_a, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_log_target(input_a, target_a, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -172,6 +128,15 @@ def _fused_log_target(input_a, target_a, scale, loss_out, partials, nchunks, sto
                 loss_c[i] = _t1
                 input_gc[i] = scale * (-_t0)
                 target_gc[i] = scale * (_t0 + _t1)
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                _t0 = rt.fast_exp(target)
+                input_gc[i] = s * (-_t0)
+                target_gc[i] = s * (_t0*(-input + target) + _t0)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -195,6 +160,8 @@ def _prepare(a):
             stacklevel=4,
         )
     a.reduction_cpp(extra=("batchmean",))
+    if any(a[name].dtype.kind != "f" for name in ("input", "target")):
+        raise rt.InvalidArgument("kl_div: Integral inputs not supported.")
 
 
 
@@ -205,8 +172,10 @@ _LOSS = rt.ElementwiseLoss(
     differentiable=('input', 'target'),
     optional=(),
     reals=(),
+    nonzero=(),
     flags=('log_target',),
     choices={},
+    lenient=(),
     legacy=True,
     denominators={
         'none': None,
@@ -230,8 +199,8 @@ _LOSS = rt.ElementwiseLoss(
     integers_promote=False,
     prepare=_prepare,
     variants={
-        (False, ): (_forward_plain, _backward_plain, _fused_plain),
-        (True, ): (_forward_log_target, _backward_log_target, _fused_log_target),
+        (False, ): (_forward_plain, _fused_plain),
+        (True, ): (_forward_log_target, _fused_log_target),
     },
 )
 

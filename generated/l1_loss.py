@@ -36,37 +36,10 @@ def _forward_plain(input_a, target_a, loss_out, partials, nchunks, store):
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_plain(input_a, target_a, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = (1.0 if input - target > 0.0 else (-1.0 if input - target < 0.0 else 0.0))
-                input_gc[i] = s * (_t0)
-                target_gc[i] = s * (-_t0)
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = (1.0 if input - target > 0.0 else (-1.0 if input - target < 0.0 else 0.0))
-                input_gc[i] = scale * (_t0)
-                target_gc[i] = scale * (-_t0)
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_plain(input_a, target_a, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -88,6 +61,15 @@ def _fused_plain(input_a, target_a, scale, loss_out, partials, nchunks, store, i
                 loss_c[i] = abs(_t0)
                 input_gc[i] = scale * (_t1)
                 target_gc[i] = scale * (-_t1)
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                _t0 = (1.0 if input - target > 0.0 else (-1.0 if input - target < 0.0 else 0.0))
+                input_gc[i] = s * (_t0)
+                target_gc[i] = s * (-_t0)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -129,40 +111,10 @@ def _forward_weight(input_a, target_a, weight_a, loss_out, partials, nchunks, st
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_weight(input_a, target_a, weight_a, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        weight_c = weight_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                weight = np.float64(weight_c[i])
-                _t0 = weight*(1.0 if input - target > 0.0 else (-1.0 if input - target < 0.0 else 0.0))
-                input_gc[i] = s * (_t0)
-                target_gc[i] = s * (-_t0)
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                weight = np.float64(weight_c[i])
-                _t0 = weight*(1.0 if input - target > 0.0 else (-1.0 if input - target < 0.0 else 0.0))
-                input_gc[i] = scale * (_t0)
-                target_gc[i] = scale * (-_t0)
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_weight(input_a, target_a, weight_a, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_weight(input_a, target_a, weight_a, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -186,6 +138,16 @@ def _fused_weight(input_a, target_a, weight_a, scale, loss_out, partials, nchunk
                 loss_c[i] = weight*abs(_t0)
                 input_gc[i] = scale * (_t1)
                 target_gc[i] = scale * (-_t1)
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                weight = np.float64(weight_c[i])
+                _t0 = weight*(1.0 if input - target > 0.0 else (-1.0 if input - target < 0.0 else 0.0))
+                input_gc[i] = s * (_t0)
+                target_gc[i] = s * (-_t0)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -212,8 +174,10 @@ _LOSS = rt.ElementwiseLoss(
     differentiable=('input', 'target'),
     optional=('weight',),
     reals=(),
+    nonzero=(),
     flags=(),
     choices={},
+    lenient=(),
     legacy=True,
     denominators={
         'none': None,
@@ -234,8 +198,8 @@ _LOSS = rt.ElementwiseLoss(
     integers_promote=False,
     prepare=_prepare,
     variants={
-        (False, ): (_forward_plain, _backward_plain, _fused_plain),
-        (True, ): (_forward_weight, _backward_weight, _fused_weight),
+        (False, ): (_forward_plain, _fused_plain),
+        (True, ): (_forward_weight, _fused_weight),
     },
 )
 

@@ -29,57 +29,22 @@ def _forward_plain(input1_a, input2_a, target_a, margin, loss_out, partials, nch
                 input2 = np.float64(input2_c[i])
                 target = np.float64(target_c[i])
                 _t0 = margin - target*(input1 - input2)
-                loss_c[i] = (0.0 if (_t0 < 0.0) else _t0)
+                loss_c[i] = (_t0 if (_t0 >= 0.0) else 0.0)
         else:
             for i in range(m):
                 input1 = np.float64(input1_c[i])
                 input2 = np.float64(input2_c[i])
                 target = np.float64(target_c[i])
                 _t0 = margin - target*(input1 - input2)
-                acc += (0.0 if (_t0 < 0.0) else _t0)
+                acc += (_t0 if (_t0 >= 0.0) else 0.0)
         partials[chunk] = acc
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_plain(input1_a, input2_a, target_a, margin, go_a, scale, use_array, input1_g, input2_g, target_g, nchunks):
-    n = input1_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input1_c = input1_a[lo:hi]
-        input2_c = input2_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input1_gc = input1_g[lo:hi]
-        input2_gc = input2_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input1 = np.float64(input1_c[i])
-                input2 = np.float64(input2_c[i])
-                target = np.float64(target_c[i])
-                _t0 = input1 - input2
-                _t1 = (-_t0*target + margin < 0.0)
-                input1_gc[i] = s * ((0.0 if _t1 else -target))
-                input2_gc[i] = s * ((0.0 if _t1 else target))
-                target_gc[i] = s * ((0.0 if _t1 else -_t0))
-        else:
-            for i in range(m):
-                input1 = np.float64(input1_c[i])
-                input2 = np.float64(input2_c[i])
-                target = np.float64(target_c[i])
-                _t0 = input1 - input2
-                _t1 = (-_t0*target + margin < 0.0)
-                input1_gc[i] = scale * ((0.0 if _t1 else -target))
-                input2_gc[i] = scale * ((0.0 if _t1 else target))
-                target_gc[i] = scale * ((0.0 if _t1 else -_t0))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input1_a, input2_a, target_a, margin, scale, loss_out, partials, nchunks, store, input1_g, input2_g, target_g):
+def _fused_plain(input1_a, input2_a, target_a, margin, go_a, scale, use_array, loss_out, partials, nchunks, store, input1_g, input2_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input1_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -101,11 +66,23 @@ def _fused_plain(input1_a, input2_a, target_a, margin, scale, loss_out, partials
                 target = np.float64(target_c[i])
                 _t0 = input1 - input2
                 _t1 = -_t0*target + margin
-                _t2 = (_t1 < 0.0)
-                loss_c[i] = (0.0 if _t2 else _t1)
-                input1_gc[i] = scale * ((0.0 if _t2 else -target))
-                input2_gc[i] = scale * ((0.0 if _t2 else target))
-                target_gc[i] = scale * ((0.0 if _t2 else -_t0))
+                _t2 = (_t1 >= 0.0)
+                loss_c[i] = (_t1 if _t2 else 0.0)
+                input1_gc[i] = scale * ((-target if _t2 else 0.0))
+                input2_gc[i] = scale * ((target if _t2 else 0.0))
+                target_gc[i] = scale * ((-_t0 if _t2 else 0.0))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input1 = np.float64(input1_c[i])
+                input2 = np.float64(input2_c[i])
+                target = np.float64(target_c[i])
+                _t0 = input1 - input2
+                _t1 = (-_t0*target + margin >= 0.0)
+                input1_gc[i] = s * ((-target if _t1 else 0.0))
+                input2_gc[i] = s * ((target if _t1 else 0.0))
+                target_gc[i] = s * ((-_t0 if _t1 else 0.0))
         else:
             for i in range(m):
                 input1 = np.float64(input1_c[i])
@@ -113,11 +90,11 @@ def _fused_plain(input1_a, input2_a, target_a, margin, scale, loss_out, partials
                 target = np.float64(target_c[i])
                 _t0 = input1 - input2
                 _t1 = -_t0*target + margin
-                _t2 = (_t1 < 0.0)
-                acc += (0.0 if _t2 else _t1)
-                input1_gc[i] = scale * ((0.0 if _t2 else -target))
-                input2_gc[i] = scale * ((0.0 if _t2 else target))
-                target_gc[i] = scale * ((0.0 if _t2 else -_t0))
+                _t2 = (_t1 >= 0.0)
+                acc += (_t1 if _t2 else 0.0)
+                input1_gc[i] = scale * ((-target if _t2 else 0.0))
+                input2_gc[i] = scale * ((target if _t2 else 0.0))
+                target_gc[i] = scale * ((-_t0 if _t2 else 0.0))
         partials[chunk] = acc
 
 
@@ -140,8 +117,10 @@ _LOSS = rt.ElementwiseLoss(
     differentiable=('input1', 'input2', 'target'),
     optional=(),
     reals=('margin',),
+    nonzero=(),
     flags=(),
     choices={},
+    lenient=(),
     legacy=True,
     denominators={
         'none': None,
@@ -162,7 +141,7 @@ _LOSS = rt.ElementwiseLoss(
     integers_promote=True,
     prepare=_prepare,
     variants={
-        (): (_forward_plain, _backward_plain, _fused_plain),
+        (): (_forward_plain, _fused_plain),
     },
 )
 

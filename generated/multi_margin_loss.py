@@ -25,8 +25,8 @@ def _forward_p1_c(input_a, target_a, margin, ignore_index, loss_out, partials, n
             target = target_a[r]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target])
-            loss = (_s1 - (0.0 if (margin <= 0.0) else margin))/C
+                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
+            loss = _s1/C
             if store:
                 loss_out[r] = loss
             else:
@@ -50,20 +50,21 @@ def _fused_p1_c(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
             s = np.float64(go_a[r]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0)
+                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target])
+                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
             _t0 = (1.0/(C))
-            loss = _t0*(_s3 - (0.0 if (margin <= 0.0) else margin))
+            loss = _s3*_t0
             if store:
                 loss_out[r] = loss
             else:
                 acc += loss
             for k in range(C):
                 _t1 = (1.0 if k == target else 0.0)
-                _t2 = (margin + input_r[k] - input_r[target] <= 0.0)
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else -_t1) + (0.0 if _t2 else 1.0 - _t1)))
+                _t2 = (k == target)
+                _t3 = (margin + input_r[k] - input_r[target] <= 0.0)
+                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t3 else -_t1)) + (0.0 if _t2 else (0.0 if _t3 else 1.0 - _t1))))
         partials[chunk] = acc
 
 
@@ -85,8 +86,8 @@ def _forward_p1_s(input_a, target_a, margin, ignore_index, loss_out, partials, n
             target = target_a[n, j]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target])
-            loss = (_s1 - (0.0 if (margin <= 0.0) else margin))/C
+                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
+            loss = _s1/C
             if store:
                 loss_out[n, j] = loss
             else:
@@ -114,20 +115,21 @@ def _fused_p1_s(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
             s = np.float64(go_a[n, j]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0)
+                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target])
+                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
             _t0 = (1.0/(C))
-            loss = _t0*(_s3 - (0.0 if (margin <= 0.0) else margin))
+            loss = _s3*_t0
             if store:
                 loss_out[n, j] = loss
             else:
                 acc += loss
             for k in range(C):
                 _t1 = (1.0 if k == target else 0.0)
-                _t2 = (margin + input_r[k] - input_r[target] <= 0.0)
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else -_t1) + (0.0 if _t2 else 1.0 - _t1)))
+                _t2 = (k == target)
+                _t3 = (margin + input_r[k] - input_r[target] <= 0.0)
+                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t3 else -_t1)) + (0.0 if _t2 else (0.0 if _t3 else 1.0 - _t1))))
         partials[chunk] = acc
 
 
@@ -145,8 +147,8 @@ def _forward_p1_weight_c(input_a, target_a, weight_a, margin, ignore_index, loss
             target = target_a[r]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target])
-            loss = (_s1 - (0.0 if (margin <= 0.0) else margin))*weight_a[target]/C
+                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
+            loss = _s1*weight_a[target]/C
             if store:
                 loss_out[r] = loss
             else:
@@ -170,20 +172,21 @@ def _fused_p1_weight_c(input_a, target_a, weight_a, margin, ignore_index, go_a, 
             s = np.float64(go_a[r]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0)
+                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target])
+                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
             _t0 = weight_a[target]/C
-            loss = _t0*(_s3 - (0.0 if (margin <= 0.0) else margin))
+            loss = _s3*_t0
             if store:
                 loss_out[r] = loss
             else:
                 acc += loss
             for k in range(C):
                 _t1 = (1.0 if k == target else 0.0)
-                _t2 = (margin + input_r[k] - input_r[target] <= 0.0)
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else -_t1) + (0.0 if _t2 else 1.0 - _t1)))
+                _t2 = (k == target)
+                _t3 = (margin + input_r[k] - input_r[target] <= 0.0)
+                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t3 else -_t1)) + (0.0 if _t2 else (0.0 if _t3 else 1.0 - _t1))))
         partials[chunk] = acc
 
 
@@ -205,8 +208,8 @@ def _forward_p1_weight_s(input_a, target_a, weight_a, margin, ignore_index, loss
             target = target_a[n, j]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target])
-            loss = (_s1 - (0.0 if (margin <= 0.0) else margin))*weight_a[target]/C
+                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
+            loss = _s1*weight_a[target]/C
             if store:
                 loss_out[n, j] = loss
             else:
@@ -234,20 +237,21 @@ def _fused_p1_weight_s(input_a, target_a, weight_a, margin, ignore_index, go_a, 
             s = np.float64(go_a[n, j]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0)
+                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target])
+                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
             _t0 = weight_a[target]/C
-            loss = _t0*(_s3 - (0.0 if (margin <= 0.0) else margin))
+            loss = _s3*_t0
             if store:
                 loss_out[n, j] = loss
             else:
                 acc += loss
             for k in range(C):
                 _t1 = (1.0 if k == target else 0.0)
-                _t2 = (margin + input_r[k] - input_r[target] <= 0.0)
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else -_t1) + (0.0 if _t2 else 1.0 - _t1)))
+                _t2 = (k == target)
+                _t3 = (margin + input_r[k] - input_r[target] <= 0.0)
+                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t3 else -_t1)) + (0.0 if _t2 else (0.0 if _t3 else 1.0 - _t1))))
         partials[chunk] = acc
 
 
@@ -265,8 +269,8 @@ def _forward_p2_c(input_a, target_a, margin, ignore_index, loss_out, partials, n
             target = target_a[r]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])))
-            loss = (_s1 - (0.0 if (margin <= 0.0) else (margin*margin)))/C
+                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
+            loss = _s1/C
             if store:
                 loss_out[r] = loss
             else:
@@ -290,22 +294,23 @@ def _fused_p2_c(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
             s = np.float64(go_a[r]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target])
+                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target]))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])))
+                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
             _t0 = (1.0/(C))
-            loss = _t0*(_s3 - (0.0 if (margin <= 0.0) else (margin*margin)))
+            loss = _s3*_t0
             if store:
                 loss_out[r] = loss
             else:
                 acc += loss
             for k in range(C):
                 _t1 = (1.0 if k == target else 0.0)
-                _t2 = margin + input_r[k] - input_r[target]
-                _t3 = (_t2 <= 0.0)
-                _t4 = 2.0*_t1
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t3 else -_t2*_t4) + (0.0 if _t3 else _t2*(2.0 - _t4))))
+                _t2 = (k == target)
+                _t3 = margin + input_r[k] - input_r[target]
+                _t4 = (_t3 <= 0.0)
+                _t5 = 2.0*_t1
+                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t4 else -_t3*_t5)) + (0.0 if _t2 else (0.0 if _t4 else _t3*(2.0 - _t5)))))
         partials[chunk] = acc
 
 
@@ -327,8 +332,8 @@ def _forward_p2_s(input_a, target_a, margin, ignore_index, loss_out, partials, n
             target = target_a[n, j]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])))
-            loss = (_s1 - (0.0 if (margin <= 0.0) else (margin*margin)))/C
+                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
+            loss = _s1/C
             if store:
                 loss_out[n, j] = loss
             else:
@@ -356,22 +361,23 @@ def _fused_p2_s(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
             s = np.float64(go_a[n, j]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target])
+                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target]))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])))
+                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
             _t0 = (1.0/(C))
-            loss = _t0*(_s3 - (0.0 if (margin <= 0.0) else (margin*margin)))
+            loss = _s3*_t0
             if store:
                 loss_out[n, j] = loss
             else:
                 acc += loss
             for k in range(C):
                 _t1 = (1.0 if k == target else 0.0)
-                _t2 = margin + input_r[k] - input_r[target]
-                _t3 = (_t2 <= 0.0)
-                _t4 = 2.0*_t1
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t3 else -_t2*_t4) + (0.0 if _t3 else _t2*(2.0 - _t4))))
+                _t2 = (k == target)
+                _t3 = margin + input_r[k] - input_r[target]
+                _t4 = (_t3 <= 0.0)
+                _t5 = 2.0*_t1
+                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t4 else -_t3*_t5)) + (0.0 if _t2 else (0.0 if _t4 else _t3*(2.0 - _t5)))))
         partials[chunk] = acc
 
 
@@ -389,8 +395,8 @@ def _forward_p2_weight_c(input_a, target_a, weight_a, margin, ignore_index, loss
             target = target_a[r]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])))
-            loss = (_s1 - (0.0 if (margin <= 0.0) else (margin*margin)))*weight_a[target]/C
+                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
+            loss = _s1*weight_a[target]/C
             if store:
                 loss_out[r] = loss
             else:
@@ -414,22 +420,23 @@ def _fused_p2_weight_c(input_a, target_a, weight_a, margin, ignore_index, go_a, 
             s = np.float64(go_a[r]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target])
+                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target]))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])))
+                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
             _t0 = weight_a[target]/C
-            loss = _t0*(_s3 - (0.0 if (margin <= 0.0) else (margin*margin)))
+            loss = _s3*_t0
             if store:
                 loss_out[r] = loss
             else:
                 acc += loss
             for k in range(C):
                 _t1 = (1.0 if k == target else 0.0)
-                _t2 = margin + input_r[k] - input_r[target]
-                _t3 = (_t2 <= 0.0)
-                _t4 = 2.0*_t1
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t3 else -_t2*_t4) + (0.0 if _t3 else _t2*(2.0 - _t4))))
+                _t2 = (k == target)
+                _t3 = margin + input_r[k] - input_r[target]
+                _t4 = (_t3 <= 0.0)
+                _t5 = 2.0*_t1
+                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t4 else -_t3*_t5)) + (0.0 if _t2 else (0.0 if _t4 else _t3*(2.0 - _t5)))))
         partials[chunk] = acc
 
 
@@ -451,8 +458,8 @@ def _forward_p2_weight_s(input_a, target_a, weight_a, margin, ignore_index, loss
             target = target_a[n, j]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])))
-            loss = (_s1 - (0.0 if (margin <= 0.0) else (margin*margin)))*weight_a[target]/C
+                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
+            loss = _s1*weight_a[target]/C
             if store:
                 loss_out[n, j] = loss
             else:
@@ -480,22 +487,23 @@ def _fused_p2_weight_s(input_a, target_a, weight_a, margin, ignore_index, go_a, 
             s = np.float64(go_a[n, j]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target])
+                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target]))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])))
+                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
             _t0 = weight_a[target]/C
-            loss = _t0*(_s3 - (0.0 if (margin <= 0.0) else (margin*margin)))
+            loss = _s3*_t0
             if store:
                 loss_out[n, j] = loss
             else:
                 acc += loss
             for k in range(C):
                 _t1 = (1.0 if k == target else 0.0)
-                _t2 = margin + input_r[k] - input_r[target]
-                _t3 = (_t2 <= 0.0)
-                _t4 = 2.0*_t1
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t3 else -_t2*_t4) + (0.0 if _t3 else _t2*(2.0 - _t4))))
+                _t2 = (k == target)
+                _t3 = margin + input_r[k] - input_r[target]
+                _t4 = (_t3 <= 0.0)
+                _t5 = 2.0*_t1
+                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t4 else -_t3*_t5)) + (0.0 if _t2 else (0.0 if _t4 else _t3*(2.0 - _t5)))))
         partials[chunk] = acc
 
 
@@ -513,8 +521,6 @@ def _prepare(a):
             raise ValueError("weight must be one-dimensional")
         if w.shape[0] != classes:
             raise rt.InvalidArgument("inconsistent weight size, expected {} but got {}".format(classes, list(w.shape)))
-    if x.ndim == 1 and t.shape == (1,):
-        a["target"] = t.reshape(())  # torch accepts a (1,) target for one sample
     a.class_target_check(classes)
 
 
@@ -526,8 +532,10 @@ _LOSS = rt.RowLoss(
     differentiable=('input',),
     optional=('weight',),
     reals=('margin',),
+    nonzero=(),
     flags=('p',),
     choices={'p': ((1, 2), 'only p == 1 and p == 2 supported')},
+    lenient=(),
     ignore_index='',
     ints=(),
     switch_count=0,

@@ -36,37 +36,10 @@ def _forward_plain(input_a, target_a, eps, loss_out, partials, nchunks, store):
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_plain(input_a, target_a, eps, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = eps + input
-                input_gc[i] = s * (1.0 - target/_t0)
-                target_gc[i] = s * (-rt.fast_log(_t0))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = eps + input
-                input_gc[i] = scale * (1.0 - target/_t0)
-                target_gc[i] = scale * (-rt.fast_log(_t0))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, eps, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_plain(input_a, target_a, eps, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -88,6 +61,15 @@ def _fused_plain(input_a, target_a, eps, scale, loss_out, partials, nchunks, sto
                 loss_c[i] = -_t1*target + input
                 input_gc[i] = scale * (1.0 - target/_t0)
                 target_gc[i] = scale * (-_t1)
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                _t0 = eps + input
+                input_gc[i] = s * (1.0 - target/_t0)
+                target_gc[i] = s * (-rt.fast_log(_t0))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -126,37 +108,10 @@ def _forward_full(input_a, target_a, eps, loss_out, partials, nchunks, store):
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_full(input_a, target_a, eps, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = eps + input
-                input_gc[i] = s * (1.0 - target/_t0)
-                target_gc[i] = s * ((rt.fast_log(target) + (0.5)/target)*rt.indicator((target > 1.0)) - rt.fast_log(_t0))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = eps + input
-                input_gc[i] = scale * (1.0 - target/_t0)
-                target_gc[i] = scale * ((rt.fast_log(target) + (0.5)/target)*rt.indicator((target > 1.0)) - rt.fast_log(_t0))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_full(input_a, target_a, eps, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_full(input_a, target_a, eps, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -180,6 +135,15 @@ def _fused_full(input_a, target_a, eps, scale, loss_out, partials, nchunks, stor
                 loss_c[i] = -_t1*target + input + rt.where(_t2, _t3*target - target + (0.5)*rt.fast_log(2.0*3.141592653589793*target), 0.0)
                 input_gc[i] = scale * (1.0 - target/_t0)
                 target_gc[i] = scale * (-_t1 + (_t3 + (0.5)/target)*rt.indicator(_t2))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                _t0 = eps + input
+                input_gc[i] = s * (1.0 - target/_t0)
+                target_gc[i] = s * ((rt.fast_log(target) + (0.5)/target)*rt.indicator((target > 1.0)) - rt.fast_log(_t0))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -220,35 +184,10 @@ def _forward_log_input(input_a, target_a, eps, loss_out, partials, nchunks, stor
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_log_input(input_a, target_a, eps, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = s * (-target + rt.fast_exp(input))
-                target_gc[i] = s * (-input)
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = scale * (-target + rt.fast_exp(input))
-                target_gc[i] = scale * (-input)
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_log_input(input_a, target_a, eps, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_log_input(input_a, target_a, eps, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -269,6 +208,14 @@ def _fused_log_input(input_a, target_a, eps, scale, loss_out, partials, nchunks,
                 loss_c[i] = -_t0 - input*target
                 input_gc[i] = scale * (-_t0 - target)
                 target_gc[i] = scale * (-input)
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                input_gc[i] = s * (-target + rt.fast_exp(input))
+                target_gc[i] = s * (-input)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -306,35 +253,10 @@ def _forward_full_log_input(input_a, target_a, eps, loss_out, partials, nchunks,
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_full_log_input(input_a, target_a, eps, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = s * (-target + rt.fast_exp(input))
-                target_gc[i] = s * (-input + (rt.fast_log(target) + (0.5)/target)*rt.indicator((target > 1.0)))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = scale * (-target + rt.fast_exp(input))
-                target_gc[i] = scale * (-input + (rt.fast_log(target) + (0.5)/target)*rt.indicator((target > 1.0)))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_full_log_input(input_a, target_a, eps, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_full_log_input(input_a, target_a, eps, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -357,6 +279,14 @@ def _fused_full_log_input(input_a, target_a, eps, scale, loss_out, partials, nch
                 loss_c[i] = _t0 - input*target + rt.where(_t1, _t2*target - target + (0.5)*rt.fast_log(2.0*3.141592653589793*target), 0.0)
                 input_gc[i] = scale * (_t0 - target)
                 target_gc[i] = scale * (-input + (_t2 + (0.5)/target)*rt.indicator(_t1))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                input_gc[i] = s * (-target + rt.fast_exp(input))
+                target_gc[i] = s * (-input + (rt.fast_log(target) + (0.5)/target)*rt.indicator((target > 1.0)))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -383,8 +313,10 @@ _LOSS = rt.ElementwiseLoss(
     differentiable=('input', 'target'),
     optional=(),
     reals=('eps',),
+    nonzero=(),
     flags=('log_input', 'full'),
     choices={},
+    lenient=(),
     legacy=True,
     denominators={
         'none': None,
@@ -405,10 +337,10 @@ _LOSS = rt.ElementwiseLoss(
     integers_promote=True,
     prepare=_prepare,
     variants={
-        (False, False, ): (_forward_plain, _backward_plain, _fused_plain),
-        (False, True, ): (_forward_full, _backward_full, _fused_full),
-        (True, False, ): (_forward_log_input, _backward_log_input, _fused_log_input),
-        (True, True, ): (_forward_full_log_input, _backward_full_log_input, _fused_full_log_input),
+        (False, False, ): (_forward_plain, _fused_plain),
+        (False, True, ): (_forward_full, _fused_full),
+        (True, False, ): (_forward_log_input, _fused_log_input),
+        (True, True, ): (_forward_full_log_input, _fused_full_log_input),
     },
 )
 

@@ -27,58 +27,23 @@ def _forward_plain(input_a, target_a, beta, loss_out, partials, nchunks, store):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = input - target
-                _t1 = abs(_t0)
-                loss_c[i] = ((0.5)*(_t0*_t0)/beta if (_t1 < beta) else _t1 - 0.5*beta)
+                _t1 = (0.5)*beta
+                loss_c[i] = (abs(_t0) if (beta == 0.0) else (-_t0 - _t1 if (_t0 < -beta) else (-_t1 + input - target if (_t0 > beta) else (0.5)*(_t0*_t0)/beta)))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = input - target
-                _t1 = abs(_t0)
-                acc += ((0.5)*(_t0*_t0)/beta if (_t1 < beta) else _t1 - 0.5*beta)
+                _t1 = (0.5)*beta
+                acc += (abs(_t0) if (beta == 0.0) else (-_t0 - _t1 if (_t0 < -beta) else (-_t1 + input - target if (_t0 > beta) else (0.5)*(_t0*_t0)/beta)))
         partials[chunk] = acc
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_plain(input_a, target_a, beta, go_a, scale, use_array, input_g, target_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        target_gc = target_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = 2.0*input - 2.0*target
-                _t1 = (0.5)/beta
-                _t2 = input - target
-                _t3 = (beta > abs(_t2))
-                _t4 = (1.0 if _t2 > 0.0 else (-1.0 if _t2 < 0.0 else 0.0))
-                input_gc[i] = s * ((_t0*_t1 if _t3 else _t4))
-                target_gc[i] = s * ((-_t0*_t1 if _t3 else -_t4))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = 2.0*input - 2.0*target
-                _t1 = (0.5)/beta
-                _t2 = input - target
-                _t3 = (beta > abs(_t2))
-                _t4 = (1.0 if _t2 > 0.0 else (-1.0 if _t2 < 0.0 else 0.0))
-                input_gc[i] = scale * ((_t0*_t1 if _t3 else _t4))
-                target_gc[i] = scale * ((-_t0*_t1 if _t3 else -_t4))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, beta, scale, loss_out, partials, nchunks, store, input_g, target_g):
+def _fused_plain(input_a, target_a, beta, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -96,27 +61,46 @@ def _fused_plain(input_a, target_a, beta, scale, loss_out, partials, nchunks, st
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = input - target
-                _t1 = (0.5)/beta
-                _t2 = abs(_t0)
-                _t3 = (beta > _t2)
-                _t4 = 2.0*input - 2.0*target
-                _t5 = (1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
-                loss_c[i] = ((_t0*_t0)*_t1 if _t3 else _t2 - 0.5*beta)
-                input_gc[i] = scale * ((_t1*_t4 if _t3 else _t5))
-                target_gc[i] = scale * ((-_t1*_t4 if _t3 else -_t5))
+                _t1 = (beta == 0.0)
+                _t2 = (0.5)*beta
+                _t3 = (beta < -_t0)
+                _t4 = (beta < _t0)
+                _t5 = (0.5)/beta
+                _t6 = (1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
+                _t7 = 2.0*input - 2.0*target
+                loss_c[i] = (abs(_t0) if _t1 else (-_t0 - _t2 if _t3 else (-_t2 + input - target if _t4 else (_t0*_t0)*_t5)))
+                input_gc[i] = scale * ((_t6 if _t1 else (-1.0 if _t3 else (1.0 if _t4 else _t5*_t7))))
+                target_gc[i] = scale * ((-_t6 if _t1 else (1.0 if _t3 else (-1.0 if _t4 else -_t5*_t7))))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                _t0 = input - target
+                _t1 = (1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
+                _t2 = (beta == 0.0)
+                _t3 = (beta < -_t0)
+                _t4 = (beta < _t0)
+                _t5 = 2.0*input - 2.0*target
+                _t6 = (0.5)/beta
+                input_gc[i] = s * ((_t1 if _t2 else (-1.0 if _t3 else (1.0 if _t4 else _t5*_t6))))
+                target_gc[i] = s * ((-_t1 if _t2 else (1.0 if _t3 else (-1.0 if _t4 else -_t5*_t6))))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = input - target
-                _t1 = (0.5)/beta
-                _t2 = abs(_t0)
-                _t3 = (beta > _t2)
-                _t4 = 2.0*input - 2.0*target
-                _t5 = (1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
-                acc += ((_t0*_t0)*_t1 if _t3 else _t2 - 0.5*beta)
-                input_gc[i] = scale * ((_t1*_t4 if _t3 else _t5))
-                target_gc[i] = scale * ((-_t1*_t4 if _t3 else -_t5))
+                _t1 = (beta == 0.0)
+                _t2 = (0.5)*beta
+                _t3 = (beta < -_t0)
+                _t4 = (beta < _t0)
+                _t5 = (0.5)/beta
+                _t6 = (1.0 if _t0 > 0.0 else (-1.0 if _t0 < 0.0 else 0.0))
+                _t7 = 2.0*input - 2.0*target
+                acc += (abs(_t0) if _t1 else (-_t0 - _t2 if _t3 else (-_t2 + input - target if _t4 else (_t0*_t0)*_t5)))
+                input_gc[i] = scale * ((_t6 if _t1 else (-1.0 if _t3 else (1.0 if _t4 else _t5*_t7))))
+                target_gc[i] = scale * ((-_t6 if _t1 else (1.0 if _t3 else (-1.0 if _t4 else -_t5*_t7))))
         partials[chunk] = acc
 
 
@@ -124,7 +108,7 @@ def _fused_plain(input_a, target_a, beta, scale, loss_out, partials, nchunks, st
 def _prepare(a):
     a.warn_if_size_differs()
     a.reduction_cpp()
-    if a["beta"] < 0:
+    if not a["beta"] >= 0:
         raise rt.InvalidArgument("smooth_l1_loss does not support negative values for beta.")
 
 
@@ -136,8 +120,10 @@ _LOSS = rt.ElementwiseLoss(
     differentiable=('input', 'target'),
     optional=(),
     reals=('beta',),
+    nonzero=(),
     flags=(),
     choices={},
+    lenient=(),
     legacy=True,
     denominators={
         'none': None,
@@ -158,7 +144,7 @@ _LOSS = rt.ElementwiseLoss(
     integers_promote=False,
     prepare=_prepare,
     variants={
-        (): (_forward_plain, _backward_plain, _fused_plain),
+        (): (_forward_plain, _fused_plain),
     },
 )
 

@@ -36,32 +36,10 @@ def _forward_plain(input_a, target_a, loss_out, partials, nchunks, store):
 
 
 @numba.njit(**rt.JIT_KERNEL)
-def _backward_plain(input_a, target_a, go_a, scale, use_array, input_g, nchunks):
-    n = input_a.shape[0]
-    size = (n + nchunks - 1) // nchunks
-    for chunk in numba.prange(nchunks):
-        lo = min(chunk * size, n)
-        hi = min(lo + size, n)
-        m = hi - lo
-        input_c = input_a[lo:hi]
-        target_c = target_a[lo:hi]
-        input_gc = input_g[lo:hi]
-        if use_array:
-            go_c = go_a[lo:hi]
-            for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = s * (-target*rt.sigmoid(-input*target))
-        else:
-            for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = scale * (-target*rt.sigmoid(-input*target))
-
-
-@numba.njit(**rt.JIT_KERNEL)
-def _fused_plain(input_a, target_a, scale, loss_out, partials, nchunks, store, input_g):
+def _fused_plain(input_a, target_a, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -80,6 +58,13 @@ def _fused_plain(input_a, target_a, scale, loss_out, partials, nchunks, store, i
                 _t0 = -input*target
                 loss_c[i] = rt.softplus(_t0)
                 input_gc[i] = scale * (-target*rt.sigmoid(_t0))
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = np.float64(go_c[i])
+                input = np.float64(input_c[i])
+                target = np.float64(target_c[i])
+                input_gc[i] = s * (-target*rt.sigmoid(-input*target))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
@@ -104,8 +89,10 @@ _LOSS = rt.ElementwiseLoss(
     differentiable=('input',),
     optional=(),
     reals=(),
+    nonzero=(),
     flags=(),
     choices={},
+    lenient=(),
     legacy=True,
     denominators={
         'none': None,
@@ -126,7 +113,7 @@ _LOSS = rt.ElementwiseLoss(
     integers_promote=False,
     prepare=_prepare,
     variants={
-        (): (_forward_plain, _backward_plain, _fused_plain),
+        (): (_forward_plain, _fused_plain),
     },
 )
 

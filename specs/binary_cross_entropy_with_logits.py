@@ -8,6 +8,8 @@ def element(input, target, weight, pos_weight):
 def prepare(a):
     a.reduction_cpp()
     a.require_same_size("Target size ({target}) must be the same as input size ({input})")
+    if a["input"].dtype.kind != "f":
+        raise ValueError("binary_cross_entropy_with_logits needs floating point input, got {}".format(a["input"].dtype))
     a.require_inside("input")
 
 

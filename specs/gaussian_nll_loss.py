@@ -36,7 +36,7 @@ SPEC = Loss(
         Tensor("input", differentiable=True),
         Tensor("target", differentiable=True),
         Tensor("var", differentiable=True, domain="positive"),
-        Flag("full", False, doc="add the constant log(2 pi)/2"),
+        Flag("full", False, doc="add the constant log(2 pi)/2", strict=False),
         Real("eps", 1e-06, doc="var is clamped from below at eps (value only; the gradient passes)"),
         Reduction("mean"),
     ),

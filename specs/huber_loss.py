@@ -1,13 +1,20 @@
-from compiler.lang import Abs, Loss, OptionalTensor, Piecewise, Real, Reduction, Tensor
+from compiler.lang import Loss, OptionalTensor, Piecewise, Real, Reduction, Tensor
 
 
 def element(input, target, delta, weight):
-    d = Abs(input - target)
-    return weight * Piecewise((d**2 / 2, d < delta), (delta * (d - delta / 2), True))
+    # the quadratic branch last, as torch's kernel: a nan difference gets a nan gradient
+    d = input - target
+    return weight * Piecewise(
+        (delta * (-d - delta / 2), d < -delta),
+        (delta * (d - delta / 2), d > delta),
+        (d**2 / 2, True),
+    )
 
 
 def prepare(a):
     a.weighted_reduction()
+    if a["weight"] is not None:
+        a.result_dtype = "promote"  # the weighted path multiplies in Python: ordinary promotion
     if not a["delta"] > 0:
         raise rt.InvalidArgument("huber_loss does not support non-positive values for delta.")
 

@@ -17,6 +17,8 @@ def prepare(a):
             stacklevel=4,
         )
     a.reduction_cpp(extra=("batchmean",))
+    if any(a[name].dtype.kind != "f" for name in ("input", "target")):
+        raise rt.InvalidArgument("kl_div: Integral inputs not supported.")
 
 
 SPEC = Loss(

@@ -2,10 +2,12 @@ from compiler.lang import (
     CLASS,
     CLASSES,
     ClassTarget,
+    Eq,
     Flag,
     Legacy,
     Loss,
     OptionalTensor,
+    Piecewise,
     Real,
     Reduction,
     Tensor,
@@ -19,8 +21,8 @@ def element(input, target, p, margin, weight):
         # torch's kernel takes the hinge strictly: zero gradient where the argument is exactly 0
         return relu_strict(margin - input[target] + input[j]) ** p
 
-    # the sum over j != target, written as the sum over all classes less the target's own term
-    return weight[target] * (class_sum(hinge(CLASS)) - hinge(target)) / CLASSES
+    # the sum over the classes other than the target (an infinite score must not meet itself)
+    return weight[target] * class_sum(Piecewise((0, Eq(CLASS, target)), (hinge(CLASS), True))) / CLASSES
 
 
 def prepare(a):
@@ -36,8 +38,6 @@ def prepare(a):
             raise ValueError("weight must be one-dimensional")
         if w.shape[0] != classes:
             raise rt.InvalidArgument("inconsistent weight size, expected {} but got {}".format(classes, list(w.shape)))
-    if x.ndim == 1 and t.shape == (1,):
-        a["target"] = t.reshape(())  # torch accepts a (1,) target for one sample
     a.class_target_check(classes)
 
 

@@ -53,7 +53,7 @@ SPEC = Loss(
     summary="Multi-label hinge loss between each target label and each non-target class, over C.",
     params=(
         Tensor("input", differentiable=True, layout="rows", doc="scores (C) or (N, C)"),
-        Tensor("target", differentiable=False, layout="rows", doc="label indices padded with -1: the first -1 ends the list"),
+        Tensor("target", differentiable=False, layout="rows", domain="labels", doc="label indices padded with -1: the first -1 ends the list"),
         Auxiliary("target_count", doc="how often each class is listed before the first -1"),
         Auxiliary("target_member", doc="1 for a listed class, else 0"),
         Legacy("size_average"),

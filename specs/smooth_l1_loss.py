@@ -1,16 +1,22 @@
-from compiler.lang import Abs, Legacy, Loss, Piecewise, Real, Reduction, Tensor
+from compiler.lang import Abs, Eq, Legacy, Loss, Piecewise, Real, Reduction, Tensor
 
 
 def element(input, target, beta):
-    # beta = 0 selects the second branch everywhere: exactly l1_loss, value and gradient
-    d = Abs(input - target)
-    return Piecewise((d**2 / (2 * beta), d < beta), (d - beta / 2, True))
+    # beta = 0 is torch's l1_loss (gradient 0 at a nan difference); otherwise the quadratic
+    # branch comes last, as torch's kernel, so a nan difference gets a nan gradient
+    d = input - target
+    return Piecewise(
+        (Abs(d), Eq(beta, 0)),
+        (-d - beta / 2, d < -beta),
+        (d - beta / 2, d > beta),
+        (d**2 / (2 * beta), True),
+    )
 
 
 def prepare(a):
     a.warn_if_size_differs()
     a.reduction_cpp()
-    if a["beta"] < 0:
+    if not a["beta"] >= 0:
         raise rt.InvalidArgument("smooth_l1_loss does not support negative values for beta.")
 
 

@@ -1,0 +1,269 @@
+"""The compiler itself: the printer's exact output, spec validation errors through the real
+command line (naming the spec file and the field, leaving existing output untouched),
+`build --check` on the committed tree, and byte-stable rebuilds."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import sympy
+import sympy.codegen.cfunctions
+
+import support
+from compiler.printer import SpecError, to_code
+
+x, y = sympy.symbols("x y", real=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# printer
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "expr,code",
+    [
+        (sympy.sign(x), "(1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0))"),
+        (sympy.Piecewise((x**2 / 2, sympy.Abs(x) < 1), (sympy.Abs(x) - sympy.Rational(1, 2), True)),
+         "((0.5)*(x*x) if (abs(x) < 1.0) else abs(x) - 0.5)"),
+        (x**2, "(x*x)"),
+        (x**-2, "(1.0/(x*x))"),
+        (sympy.sqrt(x), "math.sqrt(x)"),
+        (x**sympy.Rational(3, 2), "(x**1.5)"),
+        (sympy.exp(x) + sympy.log(y), "rt.fast_exp(x) + rt.fast_log(y)"),
+        (sympy.codegen.cfunctions.log1p(x), "rt.fast_log1p(x)"),
+        (sympy.Max(x, 0), "(0.0 if 0.0 > x else x)"),
+        (sympy.Min(x, y), "(x if x < y else y)"),
+        (sympy.Abs(x), "abs(x)"),
+        (sympy.pi * x, "3.141592653589793*x"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_printer_exact_strings(expr, code):
+    assert to_code(expr) == code
+
+
+def test_printer_primitives_call_the_runtime():
+    from compiler.primitives import PRIMITIVES
+
+    for primitive in PRIMITIVES:
+        args = (x, y, x)[: primitive.nargs.args[0] if hasattr(primitive.nargs, "args") else primitive.nargs]
+        if primitive.__name__ == "where":
+            args = (x > 0, x, y)
+        if primitive.__name__ == "indicator":
+            args = (x > 0,)
+        code = to_code(primitive(*args))
+        assert code.startswith(f"rt.{primitive.NUMBA.name}("), code
+
+
+def test_printer_rejects_piecewise_without_true_branch():
+    with pytest.raises(SpecError, match="True"):
+        to_code(sympy.Piecewise((x, x < 0)))
+
+
+def test_printer_rejects_unknown_functions():
+    with pytest.raises(SpecError, match="no Numba translation"):
+        to_code(sympy.Function("mystery")(x))
+
+
+def test_printed_code_evaluates_like_sympy():
+    """The printed source, evaluated with Python's math, equals sympy's own evaluation."""
+    import math
+
+    from generated import _runtime as rt
+
+    expr = sympy.Piecewise((x**2 / 2, sympy.Abs(x - y) < 1), (sympy.Abs(x) - sympy.Rational(1, 2), True)) \
+        + sympy.exp(-x) * sympy.log(1 + y**2) + sympy.sign(x - y)
+    code = to_code(expr)
+    for xv, yv in [(0.3, -0.2), (-2.0, 1.5), (1.0, 1.0)]:
+        value = eval(code, {"math": math, "abs": abs, "rt": rt}, {"x": xv, "y": yv})  # noqa: S307
+        assert value == pytest.approx(float(expr.subs({x: xv, y: yv})), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line on malformed specs
+# ---------------------------------------------------------------------------------------------
+
+HEADER = "from compiler.lang import Loss, Piecewise, Reduction, Tensor, log, exp\nimport sympy\n\n"
+GOOD = HEADER + textwrap.dedent(
+    """
+    def element(input, target):
+        return (input - target) ** 2
+
+
+    SPEC = Loss(
+        name="{name}",
+        summary="A squared error used by the tests.",
+        params=(Tensor("input", differentiable=True), Tensor("target", differentiable=True), Reduction("mean")),
+        element=element,
+    )
+    """
+)
+
+
+def _spec(body_element: str, name: str = "bad_loss", params: str | None = None) -> str:
+    params = params or 'Tensor("input", differentiable=True), Tensor("target", differentiable=True), Reduction("mean")'
+    return HEADER + textwrap.dedent(body_element) + textwrap.dedent(
+        f"""
+
+        SPEC = Loss(
+            name="{name}",
+            summary="A malformed spec.",
+            params=({params}),
+            element=element,
+        )
+        """
+    )
+
+
+MALFORMED = {
+    "missing_SPEC": ("bad_loss", HEADER + "def element(input, target):\n    return input - target\n", "SPEC"),
+    "wrong_name": ("bad_loss", _spec("def element(input, target):\n    return input - target\n", name="other_loss"), "name"),
+    "element_parameters": ("bad_loss", _spec("def element(input, tgt):\n    return input - tgt\n"), "element"),
+    "undefined_symbol": ("bad_loss", _spec("def element(input, target):\n    return input - sympy.Symbol('z')\n"), "element"),
+    "piecewise_without_true": (
+        "bad_loss",
+        _spec("def element(input, target):\n    return Piecewise((input - target, input > target))\n"),
+        "element",
+    ),
+    "unknown_function": (
+        "bad_loss",
+        _spec("def element(input, target):\n    return sympy.Function('mystery')(input - target)\n"),
+        "element",
+    ),
+    "not_a_parameter": (
+        "bad_loss",
+        _spec("def element(input, target):\n    return input - target\n",
+              params='Tensor("input", differentiable=True), "target", Reduction("mean")'),
+        "params[1]",
+    ),
+    "no_reduction": (
+        "bad_loss",
+        _spec("def element(input, target):\n    return input - target\n",
+              params='Tensor("input", differentiable=True), Tensor("target", differentiable=True)'),
+        "params",
+    ),
+    "import_error": ("bad_loss", "import no_such_module_anywhere\n", "import"),
+}
+
+
+def run_cli(*args: str, cwd: Path = support.ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "compiler", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def snapshot(*roots: Path) -> dict[str, bytes]:
+    result = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                result[str(path)] = path.read_bytes()
+    return result
+
+
+@pytest.fixture(scope="module")
+def good_build(tmp_path_factory):
+    """A spec directory with one good spec, built once: output to compare against."""
+    root = tmp_path_factory.mktemp("good")
+    specs = root / "specs"
+    specs.mkdir()
+    (specs / "square_loss.py").write_text(GOOD.format(name="square_loss"))
+    result = run_cli("build", "--specs", "specs", "--out", "pkg", "--docs", "docs", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_spec_fails_and_writes_nothing(case, good_build, tmp_path):
+    filename, source, field = MALFORMED[case]
+    specs = tmp_path / "specs"
+    shutil.copytree(good_build / "specs", specs)
+    shutil.copytree(good_build / "pkg", tmp_path / "pkg")
+    shutil.copytree(good_build / "docs", tmp_path / "docs")
+    bad = specs / f"{filename}.py"
+    bad.write_text(source)
+    before = snapshot(tmp_path / "pkg", tmp_path / "docs")
+    result = run_cli("build", "--specs", "specs", "--out", "pkg", "--docs", "docs", cwd=tmp_path)
+    assert result.returncode != 0, f"{case}: build succeeded:\n{result.stdout}"
+    message = result.stderr
+    assert f"specs/{filename}.py" in message, f"{case}: the error does not name specs/{filename}.py: {message!r}"
+    assert field in message, f"{case}: the error does not name the field {field!r}: {message!r}"
+    assert "Traceback" not in message, f"{case}: a traceback instead of an error message:\n{message}"
+    assert snapshot(tmp_path / "pkg", tmp_path / "docs") == before, f"{case}: the failed build changed the output"
+
+
+def test_malformed_spec_into_fresh_directory_creates_nothing(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    _, source, _ = MALFORMED["undefined_symbol"]
+    (specs / "bad_loss.py").write_text(source)
+    result = run_cli("build", "--specs", str(specs), "--out", str(tmp_path / "pkg"), "--docs", str(tmp_path / "docs"))
+    assert result.returncode != 0
+    assert not (tmp_path / "pkg").exists() and not (tmp_path / "docs").exists()
+
+
+def test_missing_spec_directory(tmp_path):
+    result = run_cli("build", "--specs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "pkg"),
+                     "--docs", str(tmp_path / "docs"))
+    assert result.returncode != 0
+    assert "nowhere" in result.stderr
+
+
+def test_duplicate_spec_names(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "square_loss.py").write_text(GOOD.format(name="square_loss"))
+    (specs / "copy_loss.py").write_text(GOOD.format(name="square_loss"))
+    result = run_cli("build", "--specs", str(specs), "--out", str(tmp_path / "pkg"), "--docs", str(tmp_path / "docs"))
+    assert result.returncode != 0
+    assert "copy_loss.py" in result.stderr or "more than one" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# the committed tree and rebuilds
+# ---------------------------------------------------------------------------------------------
+
+def test_committed_tree_is_up_to_date():
+    """generated/ and docs/ are exactly what the specs compile to."""
+    result = run_cli("build", "--check")
+    assert result.returncode == 0, f"build --check failed:\n{result.stdout}\n{result.stderr}"
+
+
+def test_check_detects_a_stale_file(good_build, tmp_path):
+    shutil.copytree(good_build, tmp_path / "tree")
+    root = tmp_path / "tree"
+    args = ["--specs", "specs", "--out", "pkg", "--docs", "docs"]
+    assert run_cli("build", "--check", *args, cwd=root).returncode == 0
+    target = root / "pkg" / "square_loss.py"
+    target.write_text(target.read_text() + "# edited by hand\n")
+    result = run_cli("build", "--check", *args, cwd=root)
+    assert result.returncode != 0
+    assert "square_loss.py" in result.stdout + result.stderr
+
+
+def test_building_twice_changes_nothing(tmp_path):
+    """Build the real specs twice into a temporary tree: byte-identical, and the second build
+    writes no file. The result also equals the committed generated/ and docs/."""
+    args = ["--specs", "specs", "--out", str(tmp_path / "generated"), "--docs", str(tmp_path / "docs")]
+    first = run_cli("build", *args)
+    assert first.returncode == 0, first.stderr
+    before = snapshot(tmp_path)
+    second = run_cli("build", *args)
+    assert second.returncode == 0, second.stderr
+    assert "wrote" not in second.stdout, second.stdout
+    assert snapshot(tmp_path) == before
+    for path, content in before.items():
+        relative = Path(path).relative_to(tmp_path)
+        committed = support.ROOT / relative
+        assert committed.exists(), f"{relative} is built but not in the tree"
+        assert committed.read_bytes() == content, f"{relative} differs from the committed file"
+
+
+def test_list_command():
+    result = run_cli("list")
+    assert result.returncode == 0, result.stderr
+    for loaded in support.LOSSES:
+        assert f"{loaded.name}(" in result.stdout

@@ -1,0 +1,227 @@
+"""The stable primitives (compiler/primitives.py): each hand-written derivative equals the sympy
+derivative of the primitive's plain rewrite, and each rendered Numba helper in the generated
+runtime agrees with a high-precision reference, extremes included."""
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+
+from compiler import primitives as P
+
+a, b = sympy.symbols("a b", real=True)
+mpmath.mp.dps = 50
+
+
+# plain rewrite, the derivative arguments, and a sampler of points where the rewrite is valid
+REWRITES = {
+    "softplus": (lambda: P.softplus(a), lambda: sympy.log(1 + sympy.exp(a)), (a,), lambda r: {a: r.uniform(-30, 30)}),
+    "sigmoid": (lambda: P.sigmoid(a), lambda: 1 / (1 + sympy.exp(-a)), (a,), lambda r: {a: r.uniform(-30, 30)}),
+    "ratio": (lambda: P.ratio(a, b), lambda: a / b, (a, b),
+              lambda r: {a: r.uniform(-3, 3), b: r.choice([-1, 1]) * r.uniform(0.1, 3)}),
+    "xlogy": (lambda: P.xlogy(a, b), lambda: a * sympy.log(b), (a, b),
+              lambda r: {a: r.choice([-1, 1]) * r.uniform(0.1, 3), b: r.uniform(0.01, 5)}),
+    "bce_term": (lambda: P.bce_term(a, b), lambda: -(b * sympy.log(a) + (1 - b) * sympy.log(1 - a)), (a, b),
+                 lambda r: {a: r.uniform(0.01, 0.99), b: r.uniform(0, 1)}),
+    # straight-through: the derivative is that of the identity in v, zero in lo
+    "clamp_min_st": (lambda: P.clamp_min_st(a, b), lambda: a, (a, b), lambda r: {a: r.uniform(-3, 3), b: r.uniform(-3, 3)}),
+}
+
+
+def unwrap(expr):
+    """Primitives inside a derivative replaced by their plain forms, so that it evaluates."""
+    plain = {
+        P.softplus: lambda z: sympy.log(1 + sympy.exp(z)),
+        P.sigmoid: lambda z: 1 / (1 + sympy.exp(-z)),
+        P.ratio: lambda x, y: x / y,
+        P.xlogy: lambda x, y: x * sympy.log(y),
+    }
+    for cls, rewrite in plain.items():
+        expr = expr.replace(lambda e, cls=cls: isinstance(e, cls), lambda e, rewrite=rewrite: rewrite(*e.args))
+    return expr
+
+
+def test_every_primitive_is_covered():
+    names = {p.__name__ for p in P.PRIMITIVES}
+    assert names - set(REWRITES) <= {"indicator", "where"}, names - set(REWRITES)
+
+
+@pytest.mark.parametrize("name", list(REWRITES))
+def test_fdiff_equals_derivative_of_rewrite(name):
+    make, plain, variables, points = REWRITES[name]
+    rng = np.random.default_rng(3)
+    expr, rewrite = make(), plain()
+    for variable in variables:
+        mine = sympy.diff(expr, variable)
+        theirs = sympy.diff(rewrite, variable)
+        assert not mine.has(sympy.Derivative), f"{name}: d/d{variable} is not derived: {mine}"
+        for _ in range(20):
+            at = points(rng)
+            lhs = complex(unwrap(mine).subs(at).evalf(30))
+            rhs = complex(theirs.subs(at).evalf(30))
+            assert lhs.imag == 0 and rhs.imag == 0
+            assert lhs.real == pytest.approx(rhs.real, rel=1e-12, abs=1e-12), (name, variable, at)
+
+
+def test_xlogy_derivative_at_zero_matches_torch():
+    """torch: d xlogy(a, b)/da = 0 where a == 0 (xlogy(a != 0, b)), d/db = a / b (nan at 0/0)."""
+    da = sympy.diff(P.xlogy(a, b), a)
+    assert da.subs({a: 0, b: 2}) == 0
+    db = sympy.diff(P.xlogy(a, b), b)
+    assert db.func is P.ratio
+
+
+def test_indicator_and_where_derivatives():
+    c = a > 0
+    assert sympy.diff(P.indicator(c), a) == 0
+    expr = P.where(c, a**2, 3 * a)
+    d = sympy.diff(expr, a)
+    for value, expected in [(2.0, 4.0), (-1.0, 3.0)]:
+        got = d.subs(a, value)
+        got = got.replace(lambda e: isinstance(e, P.indicator), lambda e: sympy.Integer(1 if bool(e.args[0]) else 0))
+        assert float(got) == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# rendered Numba helpers
+# ---------------------------------------------------------------------------------------------
+
+def runtime():
+    from generated import _runtime
+
+    return _runtime
+
+
+def test_every_primitive_is_rendered():
+    rt = runtime()
+    for primitive in P.PRIMITIVES:
+        assert callable(getattr(rt, primitive.NUMBA.name)), primitive.NUMBA.name
+
+
+def mp_softplus(z):
+    return float(mpmath.log1p(mpmath.exp(mpmath.mpf(z))))
+
+
+def mp_sigmoid(z):
+    return float(1 / (1 + mpmath.exp(-mpmath.mpf(z))))
+
+
+Z = [-1000.0, -745.0, -100.0, -30.0, -1.0, -1e-10, 0.0, 1e-10, 1.0, 30.0, 40.0, 100.0, 709.0, 1000.0, 1e300]
+
+
+@pytest.mark.parametrize("z", Z)
+def test_softplus_helper(z):
+    assert runtime().softplus(z) == pytest.approx(mp_softplus(z), rel=1e-15, abs=0)
+
+
+@pytest.mark.parametrize("z", Z)
+def test_sigmoid_helper(z):
+    assert runtime().sigmoid(z) == pytest.approx(mp_sigmoid(z), rel=1e-15, abs=0)
+
+
+def test_softplus_and_sigmoid_at_infinities_and_nan():
+    rt = runtime()
+    assert rt.softplus(math.inf) == math.inf
+    assert rt.softplus(-math.inf) == 0.0
+    assert math.isnan(rt.softplus(math.nan))
+    assert rt.sigmoid(math.inf) == 1.0
+    assert rt.sigmoid(-math.inf) == 0.0
+    assert math.isnan(rt.sigmoid(math.nan))
+
+
+def test_xlogy_helper():
+    rt = runtime()
+    assert rt.xlogy(0.0, 0.0) == 0.0
+    assert rt.xlogy(0.0, math.inf) == 0.0
+    assert math.isnan(rt.xlogy(0.0, math.nan))
+    assert rt.xlogy(2.0, 3.0) == pytest.approx(2 * math.log(3.0), rel=1e-15)
+    assert rt.xlogy(1.0, 0.0) == -math.inf
+    assert math.isnan(rt.xlogy(1.0, -1.0))
+
+
+def test_bce_term_helper():
+    rt = runtime()
+    assert rt.bce_term(0.0, 0.0) == 0.0
+    assert rt.bce_term(1.0, 1.0) == 0.0
+    assert rt.bce_term(0.0, 1.0) == 100.0  # log clamped at -100
+    assert rt.bce_term(1.0, 0.0) == 100.0
+    assert rt.bce_term(1e-50, 1.0) == 100.0
+    for x, y in [(0.3, 0.7), (0.01, 0.5), (0.999, 0.2), (1e-10, 1.0)]:
+        exact = -(y * mpmath.log(x) + (1 - y) * mpmath.log1p(-mpmath.mpf(x)))
+        assert rt.bce_term(x, y) == pytest.approx(float(exact), rel=1e-14)
+
+
+def test_other_helpers():
+    rt = runtime()
+    assert rt.clamp_min_st(-1.0, 0.5) == 0.5
+    assert rt.clamp_min_st(2.0, 0.5) == 2.0
+    assert math.isnan(rt.clamp_min_st(math.nan, 0.5))  # nan propagates, as torch's clamp
+    assert math.isnan(rt.ratio(0.0, 0.0))
+    assert rt.ratio(1.0, 4.0) == 0.25
+    assert rt.indicator(True) == 1.0 and rt.indicator(False) == 0.0
+    assert rt.where(True, 1.0, 2.0) == 1.0 and rt.where(False, 1.0, 2.0) == 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# the runtime's vectorizable exp / log / log1p (documented: at most 2 ulp, libm's special values)
+# ---------------------------------------------------------------------------------------------
+
+def _ulps(got, exact):
+    exact = float(exact)
+    if exact == 0.0:
+        return 0.0 if got == 0.0 else math.inf
+    return abs(got - exact) / math.ulp(exact)
+
+
+FAST = {
+    "fast_exp": (math.exp, mpmath.exp, [-746.0, -745.1, -708.5, -100.0, -1.0, -1e-300, 0.0, 1e-300, 0.5, 1.0,
+                                         2.5, 88.7, 100.0, 709.7]),
+    "fast_log": (math.log, mpmath.log, [5e-324, 1e-310, 2.2250738585072014e-308, 1e-30, 0.5, 0.9999999, 1.0,
+                                         1.0000001, 2.0, 10.0, 1e30, 1.7976931348623157e308]),
+    "fast_log1p": (math.log1p, mpmath.log1p, [-0.9999999, -0.5, -0.4, -1e-10, -1e-300, 0.0, 1e-300, 1e-10, 0.3,
+                                               0.99999, 1.0, 3.0, 1e30]),
+}
+
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_fast_functions_within_two_ulp(name):
+    rt = runtime()
+    if not hasattr(rt, name):
+        pytest.skip(f"the runtime has no {name}")
+    fn = getattr(rt, name)
+    libm, exact, points = FAST[name]
+    rng = np.random.default_rng(5)
+    lo, hi = min(points), max(points)
+    if name == "fast_exp":
+        points = points + list(rng.uniform(-740, 705, 2000))
+    elif name == "fast_log":
+        points = points + list(10.0 ** rng.uniform(-300, 300, 2000)) + list(rng.uniform(0.5, 2, 1000))
+    else:
+        points = points + list(rng.uniform(-0.99, 5, 2000)) + list(10.0 ** rng.uniform(-20, 20, 1000))
+    worst = max((_ulps(fn(float(p)), exact(mpmath.mpf(float(p)))), float(p)) for p in points)
+    assert worst[0] <= 2.0, f"{name}({worst[1]!r}) is {worst[0]} ulp off"
+
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_fast_functions_special_values(name):
+    rt = runtime()
+    if not hasattr(rt, name):
+        pytest.skip(f"the runtime has no {name}")
+    fn = getattr(rt, name)
+    libm = FAST[name][0]
+    for value in [math.inf, -math.inf, math.nan, 0.0, -0.0, -1.0, -2.0, 1e308, -1e308, 800.0, -800.0]:
+        try:
+            expected = libm(value)
+        except (ValueError, OverflowError) as error:
+            # Python's math raises where C's libm returns inf / -inf / nan
+            expected = {"fast_exp": math.inf, "fast_log": -math.inf if value == 0 else math.nan,
+                        "fast_log1p": -math.inf if value == -1.0 else math.nan}[name]
+            del error
+        got = fn(value)
+        if math.isnan(expected):
+            assert math.isnan(got), f"{name}({value}) = {got}, expected nan"
+        else:
+            assert got == expected or _ulps(got, expected) <= 2, f"{name}({value}) = {got}, expected {expected}"

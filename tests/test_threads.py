@@ -1,0 +1,58 @@
+"""The kernels on every thread numba has: large inputs (many chunks) give results identical to the
+single-threaded run (the runtime's chunks depend only on the element count) and equal to torch."""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import support
+from support import LOSSES, make_args, run_ours, run_torch
+
+
+@pytest.fixture
+def all_threads():
+    before = numba.get_num_threads()
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    yield numba.get_num_threads()
+    numba.set_num_threads(before)
+
+
+def big_args(spec, dtype, reduction, rng):
+    args = make_args(spec, {}, "vector", dtype, rng, reduction)
+    n = 200_003  # several chunks of CHUNK_ELEMENTS, and a ragged last one
+    out = {}
+    for k, v in args.items():
+        if isinstance(v, np.ndarray):
+            if support.is_row(spec):
+                out[k] = np.resize(v, (n // 50,) + v.shape) if v.ndim else np.resize(v, (n // 50,))
+            else:
+                out[k] = np.resize(v, n)
+        else:
+            out[k] = v
+    return out
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("loaded", LOSSES, ids=support.loss_id)
+def test_threads_do_not_change_results(loaded, dtype, reduction, all_threads, rng):
+    spec = loaded.spec
+    args = big_args(spec, dtype, reduction, rng)
+    many = run_ours(spec, args, "_value_and_grad")
+    if many.error is not None:
+        theirs = run_torch(spec, args, want_grads=False)
+        assert theirs.error is not None, f"losscc raises {many.error!r} where torch accepts"
+        pytest.skip(f"torch raises {theirs.error!r} on this sample too")
+    numba.set_num_threads(1)
+    one = run_ours(spec, args, "_value_and_grad")
+    numba.set_num_threads(all_threads)
+    np.testing.assert_array_equal(many.value[0], one.value[0])
+    for a, b in zip(many.value[1], one.value[1]):
+        if a is None:
+            assert b is None
+        else:
+            np.testing.assert_array_equal(a, b)
+    theirs = run_torch(spec, args, grad_output=lambda v: np.ones(v.shape, v.dtype))
+    support.assert_close(many.value[0], theirs.value, dtype, f"{spec.name} {reduction} on {all_threads} threads",
+                         support.overflow_mask(spec, theirs.value, many.value[0]))
