@@ -17,6 +17,7 @@ from sympy.codegen.cfunctions import log1p  # noqa: F401
 
 from .primitives import (  # noqa: F401
     bce_term,
+    clamp_min_ad,
     clamp_min_st,
     indicator,
     ratio,
@@ -249,11 +250,12 @@ def is_class_index(target: object) -> bool:
 
 
 def relu_strict(z: sympy.Expr) -> sympy.Expr:
-    """max(z, 0) with a zero gradient at z == 0, as torch's hand-written margin kernels."""
-    return Piecewise((0, z <= 0), (z, True))
+    """max(z, 0) as torch's hand-written margin kernels: zero (value and gradient) unless z > 0,
+    so z == 0 and a nan z contribute nothing."""
+    return Piecewise((z, z > 0), (0, True))
 
 
 def clamp_min(z: sympy.Expr, lo: sympy.Expr | int = 0) -> sympy.Expr:
     """torch's autograd ``clamp_min``: at z == lo the gradient passes (its mask is z >= lo); a nan
     argument or bound gives nan with a zero gradient, as torch."""
-    return Piecewise((z, z >= lo), (lo, z < lo), (sympy.nan, True))
+    return clamp_min_ad(z, lo)

@@ -18,9 +18,23 @@ class Shared:
     outputs: tuple[sympy.Expr, ...]
 
 
+def select_deltas(expr: sympy.Expr) -> sympy.Expr:
+    """X * delta(a, b) -> (X if a == b else 0): off the diagonal the product is exactly 0 even
+    where X is inf or nan (torch's kernels never multiply there)."""
+    def rewrite(node: sympy.Mul) -> sympy.Expr:
+        delta = next(f for f in node.args if isinstance(f, sympy.KroneckerDelta))
+        rest = node.func(*[f for f in node.args if f is not delta])
+        return sympy.Piecewise((rest, sympy.Eq(*delta.args)), (0, True))
+
+    return expr.replace(
+        lambda n: isinstance(n, sympy.Mul) and any(isinstance(f, sympy.KroneckerDelta) for f in n.args), rewrite
+    )
+
+
 def share(expressions: list[sympy.Expr]) -> Shared:
     """CSE over all expressions of one kernel body together."""
     names = sympy.numbered_symbols("_t", real=True)
+    expressions = [select_deltas(sympy.sympify(e)) for e in expressions]
     temporaries, reduced = sympy.cse(expressions, symbols=names, order="canonical")
     return Shared(tuple(temporaries), tuple(reduced))
 

@@ -113,11 +113,25 @@ class clamp_min_st(Primitive):
     """max(v, lo) whose gradient passes straight through, as torch's clamp under no_grad."""
 
     nargs = 2
-    NUMBA = NumbaHelper("clamp_min_st", ("v", "lo"), "    return lo if v < lo else v\n")
+    NUMBA = NumbaHelper("clamp_min_st", ("v", "lo"), "    return lo if (v < lo or lo != lo) else v\n")  # nan bound: nan
     LATEX = r"\max\left({a0}, {a1}\right)"
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return sympy.Integer(1 if argindex == 1 else 0)
+
+
+class clamp_min_ad(Primitive):
+    """torch's autograd clamp_min(z, lo): nan in z or lo gives nan; the gradient in z is 1 where
+    z >= lo (passing at equality) and 0 elsewhere, nan included. (A Piecewise cannot say this:
+    SymPy folds its complementary conditions and loses the nan branch.)"""
+
+    nargs = 2
+    NUMBA = NumbaHelper("clamp_min_ad", ("z", "lo"), "    return lo if (z < lo or lo != lo) else z\n")
+    LATEX = r"\max\left({a0}, {a1}\right)"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        z, lo = self.args
+        return indicator(z >= lo) if argindex == 1 else indicator(z < lo)
 
 
 class bce_term(Primitive):
@@ -176,6 +190,7 @@ class where(Primitive):
 
 PRIMITIVES: tuple[type[Primitive], ...] = (
     bce_term,
+    clamp_min_ad,
     clamp_min_st,
     indicator,
     ratio,

@@ -138,8 +138,13 @@ def bce_term(x, y):
 
 
 @numba.njit(**JIT_HELPER)
+def clamp_min_ad(z, lo):
+    return lo if (z < lo or lo != lo) else z
+
+
+@numba.njit(**JIT_HELPER)
 def clamp_min_st(v, lo):
-    return lo if v < lo else v
+    return lo if (v < lo or lo != lo) else v
 
 
 @numba.njit(**JIT_HELPER)
@@ -238,7 +243,7 @@ def reduction_python(reduction, wording="valid_value"):
 # arrays, dtypes, shapes
 # ---------------------------------------------------------------------------------------------
 
-def as_array(name, value):
+def as_array(name, value, allow_bool=False):
     if isinstance(value, np.ndarray):
         array = value
     else:
@@ -247,6 +252,8 @@ def as_array(name, value):
         except Exception as error:  # ragged lists and the like
             raise ValueError("{} must be array-like: {}".format(name, error)) from None
     kind = array.dtype.kind
+    if kind == "b" and allow_bool:  # torch accepts bool targets that it does not differentiate
+        return array.astype(np.int8)
     if kind == "b":
         raise ValueError("{} is a bool array: losses need numbers (convert it with .astype(float))".format(name))
     if kind == "c":
@@ -376,8 +383,8 @@ class Call:
             self.reduction_cpp()
 
     # row losses ---------------------------------------------------------------------------------
-    def class_weight_check(self, classes, like, weight="weight"):
-        """A per-class weight: exactly (C,), of the input's dtype."""
+    def class_weight_check(self, classes, like, weight="weight", same_dtype=True):
+        """A per-class weight: exactly (C,), of the input's dtype where torch's kernel insists."""
         w = self.values.get(weight)
         if w is None:
             return
@@ -386,7 +393,7 @@ class Call:
                 "weight tensor should be defined either for all {} classes or no classes but got "
                 "weight tensor of shape: {}".format(classes, list(w.shape))
             )
-        if w.dtype != like.dtype:
+        if same_dtype and w.dtype != like.dtype:
             names = {"float32": "Float", "float64": "Double"}
             raise InvalidArgument("expected scalar type {} but found {}".format(
                 names.get(like.dtype.name, like.dtype.name), names.get(w.dtype.name, w.dtype.name)))
@@ -470,7 +477,7 @@ class ElementwiseLoss:
         raw = dict(values)
         for name in self.arrays:
             if values.get(name) is not None:
-                values[name] = as_array(name, values[name])
+                values[name] = as_array(name, values[name], allow_bool=name not in self.differentiable)
             elif name in self.required:
                 raise InvalidType("{} must be an array, got None".format(name))
         for name in self.reals:
@@ -485,7 +492,7 @@ class ElementwiseLoss:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError("{} must be an integer, got {!r}".format(name, value))
             if not -2**63 <= int(value) < 2**63:
-                raise ValueError("{} = {} does not fit in 64 bits".format(name, value))
+                raise ValueError("Overflow when unpacking long long")  # torch's words for it
             values[name] = int(value)
         for name in self.flags:
             if name in self.choices:
@@ -649,8 +656,8 @@ class ElementwiseLoss:
         for name in self.required:
             grad = by_name.get(name)
             value = call.values.get(name)
-            if grad is None or value is None or name in call.no_grad:
-                result.append(None)
+            if grad is None or value is None or name in call.no_grad or call.original_dtypes[name].kind != "f":
+                result.append(None)  # torch differentiates floating point tensors only
                 continue
             grad = sum_to_shape(grad.reshape(call.shape), value.shape)
             grad = grad.reshape(call.original_shapes[name])
@@ -816,8 +823,8 @@ class RowLoss(ElementwiseLoss):
         result = []
         for name in self.required:
             grad = by_name.get(name)
-            if grad is None:
-                result.append(None)
+            if grad is None or call.original_dtypes[name].kind != "f":
+                result.append(None)  # torch differentiates floating point tensors only
                 continue
             grad = sum_to_shape(grad.reshape(call["input"].shape), call[name].shape)  # a broadcast target
             own = call.original_dtypes[name]

@@ -75,7 +75,7 @@ def _fused_plain_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale
             else:
                 acc += loss
             for k in range(C):
-                input_gr[k] = s * (-(1.0 if k == target else 0.0) + rt.fast_exp(-_m3 + input_r[k])/_z4)
+                input_gr[k] = s * ((-1.0 if (k == target) else 0.0) + rt.fast_exp(-_m3 + input_r[k])/_z4)
         partials[chunk] = acc
 
 
@@ -151,7 +151,7 @@ def _fused_plain_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale
             else:
                 acc += loss
             for k in range(C):
-                input_gr[k] = s * (-(1.0 if k == target else 0.0) + rt.fast_exp(-_m3 + input_r[k])/_z4)
+                input_gr[k] = s * ((-1.0 if (k == target) else 0.0) + rt.fast_exp(-_m3 + input_r[k])/_z4)
         partials[chunk] = acc
 
 
@@ -379,15 +379,14 @@ def _fused_label_smoothing_c(input_a, target_a, label_smoothing, ignore_index, g
             _t0 = _m4 + rt.fast_log(_z5)
             _t1 = label_smoothing/C
             _t2 = 1.0 - label_smoothing
-            _t3 = (1.0/(_z5))
             loss = _t1*(C*_t0 - _s6) + _t2*(_t0 - input_r[target])
             if store:
                 loss_out[r] = loss
             else:
                 acc += loss
             for k in range(C):
-                _t4 = rt.fast_exp(-_m4 + input_r[k])
-                input_gr[k] = s * (_t1*(C*_t3*_t4 - 1.0) + _t2*(_t3*_t4 - (1.0 if k == target else 0.0)))
+                _t3 = rt.fast_exp(-_m4 + input_r[k])/_z5
+                input_gr[k] = s * (_t1*(C*_t3 - 1.0) + _t2*(_t3 + (-1.0 if (k == target) else 0.0)))
         partials[chunk] = acc
 
 
@@ -467,15 +466,14 @@ def _fused_label_smoothing_s(input_a, target_a, label_smoothing, ignore_index, g
             _t0 = _m4 + rt.fast_log(_z5)
             _t1 = label_smoothing/C
             _t2 = 1.0 - label_smoothing
-            _t3 = (1.0/(_z5))
             loss = _t1*(C*_t0 - _s6) + _t2*(_t0 - input_r[target])
             if store:
                 loss_out[n, j] = loss
             else:
                 acc += loss
             for k in range(C):
-                _t4 = rt.fast_exp(-_m4 + input_r[k])
-                input_gr[k] = s * (_t1*(C*_t3*_t4 - 1.0) + _t2*(_t3*_t4 - (1.0 if k == target else 0.0)))
+                _t3 = rt.fast_exp(-_m4 + input_r[k])/_z5
+                input_gr[k] = s * (_t1*(C*_t3 - 1.0) + _t2*(_t3 + (-1.0 if (k == target) else 0.0)))
         partials[chunk] = acc
 
 
@@ -719,7 +717,7 @@ def _fused_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, 
             else:
                 acc += loss
             for k in range(C):
-                input_gr[k] = s * ((-(1.0 if k == target else 0.0) + rt.fast_exp(-_m3 + input_r[k])/_z4)*weight_a[target])
+                input_gr[k] = s * (((-1.0 if (k == target) else 0.0) + rt.fast_exp(-_m3 + input_r[k])/_z4)*weight_a[target])
         partials[chunk] = acc
 
 
@@ -795,7 +793,7 @@ def _fused_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, 
             else:
                 acc += loss
             for k in range(C):
-                input_gr[k] = s * ((-(1.0 if k == target else 0.0) + rt.fast_exp(-_m3 + input_r[k])/_z4)*weight_a[target])
+                input_gr[k] = s * (((-1.0 if (k == target) else 0.0) + rt.fast_exp(-_m3 + input_r[k])/_z4)*weight_a[target])
         partials[chunk] = acc
 
 
@@ -1027,15 +1025,14 @@ def _fused_label_smoothing_weight_c(input_a, target_a, weight_a, label_smoothing
             _t0 = _m5 + rt.fast_log(_z6)
             _t1 = label_smoothing/C
             _t2 = (1.0 - label_smoothing)*weight_a[target]
-            _t3 = (1.0/(_z6))
             loss = _t1*(-_s7 + _s8*_t0) + _t2*(_t0 - input_r[target])
             if store:
                 loss_out[r] = loss
             else:
                 acc += loss
             for k in range(C):
-                _t4 = rt.fast_exp(-_m5 + input_r[k])
-                input_gr[k] = s * (_t1*(_s8*_t3*_t4 - weight_a[k]) + _t2*(_t3*_t4 - (1.0 if k == target else 0.0)))
+                _t3 = rt.fast_exp(-_m5 + input_r[k])/_z6
+                input_gr[k] = s * (_t1*(_s8*_t3 - weight_a[k]) + _t2*(_t3 + (-1.0 if (k == target) else 0.0)))
         partials[chunk] = acc
 
 
@@ -1121,15 +1118,14 @@ def _fused_label_smoothing_weight_s(input_a, target_a, weight_a, label_smoothing
             _t0 = _m5 + rt.fast_log(_z6)
             _t1 = label_smoothing/C
             _t2 = (1.0 - label_smoothing)*weight_a[target]
-            _t3 = (1.0/(_z6))
             loss = _t1*(-_s7 + _s8*_t0) + _t2*(_t0 - input_r[target])
             if store:
                 loss_out[n, j] = loss
             else:
                 acc += loss
             for k in range(C):
-                _t4 = rt.fast_exp(-_m5 + input_r[k])
-                input_gr[k] = s * (_t1*(_s8*_t3*_t4 - weight_a[k]) + _t2*(_t3*_t4 - (1.0 if k == target else 0.0)))
+                _t3 = rt.fast_exp(-_m5 + input_r[k])/_z6
+                input_gr[k] = s * (_t1*(_s8*_t3 - weight_a[k]) + _t2*(_t3 + (-1.0 if (k == target) else 0.0)))
         partials[chunk] = acc
 
 
@@ -1324,7 +1320,7 @@ def _prepare(a):
     a.reduction_cpp()
     x, t = a["input"], a["target"]
     classes = x.shape[0] if x.ndim == 1 else x.shape[1]
-    a.class_weight_check(classes, like=x)
+    a.class_weight_check(classes, like=x, same_dtype=t.shape != x.shape)  # nll's kernel insists
     if not 0.0 <= a["label_smoothing"] <= 1.0:
         if a["label_smoothing"] > 1.0:
             raise rt.InvalidArgument("label_smoothing must be between 0.0 and 1.0. Got: {}".format(a["label_smoothing"]))

@@ -26,14 +26,12 @@ def _forward_plain(input_a, target_a, margin, loss_out, partials, nchunks, store
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = input - margin
-                loss_c[i] = rt.where((target != -1.0), input, 0.0) + rt.where((target != 1.0), (-_t0 if (_t0 <= 0.0) else 0.0), 0.0)
+                loss_c[i] = rt.where((target != -1.0), input, 0.0) + rt.where((target != 1.0), rt.clamp_min_ad(-input + margin, 0.0), 0.0)
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                _t0 = input - margin
-                acc += rt.where((target != -1.0), input, 0.0) + rt.where((target != 1.0), (-_t0 if (_t0 <= 0.0) else 0.0), 0.0)
+                acc += rt.where((target != -1.0), input, 0.0) + rt.where((target != 1.0), rt.clamp_min_ad(-input + margin, 0.0), 0.0)
         partials[chunk] = acc
 
 
@@ -59,27 +57,25 @@ def _fused_plain(input_a, target_a, margin, go_a, scale, use_array, loss_out, pa
                 target = np.float64(target_c[i])
                 _t0 = (target != -1.0)
                 _t1 = (target != 1.0)
-                _t2 = input - margin
-                _t3 = (_t2 <= 0.0)
-                loss_c[i] = rt.where(_t0, input, 0.0) + rt.where(_t1, (-_t2 if _t3 else 0.0), 0.0)
-                input_gc[i] = scale * ((-1.0 if _t3 else 0.0)*rt.indicator(_t1) + rt.indicator(_t0))
+                _t2 = -input + margin
+                loss_c[i] = rt.where(_t0, input, 0.0) + rt.where(_t1, rt.clamp_min_ad(_t2, 0.0), 0.0)
+                input_gc[i] = scale * (rt.indicator(_t0) - rt.indicator(_t1)*rt.indicator((_t2 >= 0.0)))
         elif use_array:
             go_c = go_a[lo:hi]
             for i in range(m):
                 s = np.float64(go_c[i])
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
-                input_gc[i] = s * ((-1.0 if (input - margin <= 0.0) else 0.0)*rt.indicator((target != 1.0)) + rt.indicator((target != -1.0)))
+                input_gc[i] = s * (rt.indicator((target != -1.0)) - rt.indicator((target != 1.0))*rt.indicator((-input + margin >= 0.0)))
         else:
             for i in range(m):
                 input = np.float64(input_c[i])
                 target = np.float64(target_c[i])
                 _t0 = (target != -1.0)
                 _t1 = (target != 1.0)
-                _t2 = input - margin
-                _t3 = (_t2 <= 0.0)
-                acc += rt.where(_t0, input, 0.0) + rt.where(_t1, (-_t2 if _t3 else 0.0), 0.0)
-                input_gc[i] = scale * ((-1.0 if _t3 else 0.0)*rt.indicator(_t1) + rt.indicator(_t0))
+                _t2 = -input + margin
+                acc += rt.where(_t0, input, 0.0) + rt.where(_t1, rt.clamp_min_ad(_t2, 0.0), 0.0)
+                input_gc[i] = scale * (rt.indicator(_t0) - rt.indicator(_t1)*rt.indicator((_t2 >= 0.0)))
         partials[chunk] = acc
 
 

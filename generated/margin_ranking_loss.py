@@ -28,15 +28,13 @@ def _forward_plain(input1_a, input2_a, target_a, margin, loss_out, partials, nch
                 input1 = np.float64(input1_c[i])
                 input2 = np.float64(input2_c[i])
                 target = np.float64(target_c[i])
-                _t0 = margin - target*(input1 - input2)
-                loss_c[i] = (_t0 if (_t0 >= 0.0) else 0.0)
+                loss_c[i] = rt.clamp_min_ad(margin - target*(input1 - input2), 0.0)
         else:
             for i in range(m):
                 input1 = np.float64(input1_c[i])
                 input2 = np.float64(input2_c[i])
                 target = np.float64(target_c[i])
-                _t0 = margin - target*(input1 - input2)
-                acc += (_t0 if (_t0 >= 0.0) else 0.0)
+                acc += rt.clamp_min_ad(margin - target*(input1 - input2), 0.0)
         partials[chunk] = acc
 
 
@@ -66,11 +64,12 @@ def _fused_plain(input1_a, input2_a, target_a, margin, go_a, scale, use_array, l
                 target = np.float64(target_c[i])
                 _t0 = input1 - input2
                 _t1 = -_t0*target + margin
-                _t2 = (_t1 >= 0.0)
-                loss_c[i] = (_t1 if _t2 else 0.0)
-                input1_gc[i] = scale * ((-target if _t2 else 0.0))
-                input2_gc[i] = scale * ((target if _t2 else 0.0))
-                target_gc[i] = scale * ((-_t0 if _t2 else 0.0))
+                _t2 = rt.indicator((_t1 >= 0.0))
+                _t3 = _t2*target
+                loss_c[i] = rt.clamp_min_ad(_t1, 0.0)
+                input1_gc[i] = scale * (-_t3)
+                input2_gc[i] = scale * (_t3)
+                target_gc[i] = scale * (-_t0*_t2)
         elif use_array:
             go_c = go_a[lo:hi]
             for i in range(m):
@@ -79,10 +78,11 @@ def _fused_plain(input1_a, input2_a, target_a, margin, go_a, scale, use_array, l
                 input2 = np.float64(input2_c[i])
                 target = np.float64(target_c[i])
                 _t0 = input1 - input2
-                _t1 = (-_t0*target + margin >= 0.0)
-                input1_gc[i] = s * ((-target if _t1 else 0.0))
-                input2_gc[i] = s * ((target if _t1 else 0.0))
-                target_gc[i] = s * ((-_t0 if _t1 else 0.0))
+                _t1 = rt.indicator((-_t0*target + margin >= 0.0))
+                _t2 = _t1*target
+                input1_gc[i] = s * (-_t2)
+                input2_gc[i] = s * (_t2)
+                target_gc[i] = s * (-_t0*_t1)
         else:
             for i in range(m):
                 input1 = np.float64(input1_c[i])
@@ -90,11 +90,12 @@ def _fused_plain(input1_a, input2_a, target_a, margin, go_a, scale, use_array, l
                 target = np.float64(target_c[i])
                 _t0 = input1 - input2
                 _t1 = -_t0*target + margin
-                _t2 = (_t1 >= 0.0)
-                acc += (_t1 if _t2 else 0.0)
-                input1_gc[i] = scale * ((-target if _t2 else 0.0))
-                input2_gc[i] = scale * ((target if _t2 else 0.0))
-                target_gc[i] = scale * ((-_t0 if _t2 else 0.0))
+                _t2 = rt.indicator((_t1 >= 0.0))
+                _t3 = _t2*target
+                acc += rt.clamp_min_ad(_t1, 0.0)
+                input1_gc[i] = scale * (-_t3)
+                input2_gc[i] = scale * (_t3)
+                target_gc[i] = scale * (-_t0*_t2)
         partials[chunk] = acc
 
 

@@ -25,7 +25,7 @@ def _forward_p1_c(input_a, target_a, margin, ignore_index, loss_out, partials, n
             target = target_a[r]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
+                _s1 += (0.0 if (c0 == target) else (margin + input_r[c0] - input_r[target] if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             loss = _s1/C
             if store:
                 loss_out[r] = loss
@@ -50,10 +50,10 @@ def _fused_p1_c(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
             s = np.float64(go_a[r]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0))
+                _s2 += (0.0 if (c0 == target) else (-1.0 if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
+                _s3 += (0.0 if (c0 == target) else (margin + input_r[c0] - input_r[target] if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _t0 = (1.0/(C))
             loss = _s3*_t0
             if store:
@@ -61,10 +61,10 @@ def _fused_p1_c(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
             else:
                 acc += loss
             for k in range(C):
-                _t1 = (1.0 if k == target else 0.0)
-                _t2 = (k == target)
-                _t3 = (margin + input_r[k] - input_r[target] <= 0.0)
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t3 else -_t1)) + (0.0 if _t2 else (0.0 if _t3 else 1.0 - _t1))))
+                _t1 = (k == target)
+                _t2 = (-1.0 if _t1 else 0.0)
+                _t3 = (margin + input_r[k] - input_r[target] > 0.0)
+                input_gr[k] = s * (_t0*(-(0.0 if _t1 else (_t2 if _t3 else 0.0)) + (0.0 if _t1 else (_t2 + 1.0 if _t3 else 0.0)) + (_s2 if _t1 else 0.0)))
         partials[chunk] = acc
 
 
@@ -86,7 +86,7 @@ def _forward_p1_s(input_a, target_a, margin, ignore_index, loss_out, partials, n
             target = target_a[n, j]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
+                _s1 += (0.0 if (c0 == target) else (margin + input_r[c0] - input_r[target] if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             loss = _s1/C
             if store:
                 loss_out[n, j] = loss
@@ -115,10 +115,10 @@ def _fused_p1_s(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
             s = np.float64(go_a[n, j]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0))
+                _s2 += (0.0 if (c0 == target) else (-1.0 if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
+                _s3 += (0.0 if (c0 == target) else (margin + input_r[c0] - input_r[target] if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _t0 = (1.0/(C))
             loss = _s3*_t0
             if store:
@@ -126,10 +126,10 @@ def _fused_p1_s(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
             else:
                 acc += loss
             for k in range(C):
-                _t1 = (1.0 if k == target else 0.0)
-                _t2 = (k == target)
-                _t3 = (margin + input_r[k] - input_r[target] <= 0.0)
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t3 else -_t1)) + (0.0 if _t2 else (0.0 if _t3 else 1.0 - _t1))))
+                _t1 = (k == target)
+                _t2 = (-1.0 if _t1 else 0.0)
+                _t3 = (margin + input_r[k] - input_r[target] > 0.0)
+                input_gr[k] = s * (_t0*(-(0.0 if _t1 else (_t2 if _t3 else 0.0)) + (0.0 if _t1 else (_t2 + 1.0 if _t3 else 0.0)) + (_s2 if _t1 else 0.0)))
         partials[chunk] = acc
 
 
@@ -147,7 +147,7 @@ def _forward_p1_weight_c(input_a, target_a, weight_a, margin, ignore_index, loss
             target = target_a[r]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
+                _s1 += (0.0 if (c0 == target) else (margin + input_r[c0] - input_r[target] if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             loss = _s1*weight_a[target]/C
             if store:
                 loss_out[r] = loss
@@ -172,10 +172,10 @@ def _fused_p1_weight_c(input_a, target_a, weight_a, margin, ignore_index, go_a, 
             s = np.float64(go_a[r]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0))
+                _s2 += (0.0 if (c0 == target) else (-1.0 if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
+                _s3 += (0.0 if (c0 == target) else (margin + input_r[c0] - input_r[target] if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _t0 = weight_a[target]/C
             loss = _s3*_t0
             if store:
@@ -183,10 +183,10 @@ def _fused_p1_weight_c(input_a, target_a, weight_a, margin, ignore_index, go_a, 
             else:
                 acc += loss
             for k in range(C):
-                _t1 = (1.0 if k == target else 0.0)
-                _t2 = (k == target)
-                _t3 = (margin + input_r[k] - input_r[target] <= 0.0)
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t3 else -_t1)) + (0.0 if _t2 else (0.0 if _t3 else 1.0 - _t1))))
+                _t1 = (k == target)
+                _t2 = (-1.0 if _t1 else 0.0)
+                _t3 = (margin + input_r[k] - input_r[target] > 0.0)
+                input_gr[k] = s * (_t0*(-(0.0 if _t1 else (_t2 if _t3 else 0.0)) + (0.0 if _t1 else (_t2 + 1.0 if _t3 else 0.0)) + (_s2 if _t1 else 0.0)))
         partials[chunk] = acc
 
 
@@ -208,7 +208,7 @@ def _forward_p1_weight_s(input_a, target_a, weight_a, margin, ignore_index, loss
             target = target_a[n, j]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
+                _s1 += (0.0 if (c0 == target) else (margin + input_r[c0] - input_r[target] if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             loss = _s1*weight_a[target]/C
             if store:
                 loss_out[n, j] = loss
@@ -237,10 +237,10 @@ def _fused_p1_weight_s(input_a, target_a, weight_a, margin, ignore_index, go_a, 
             s = np.float64(go_a[n, j]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -1.0))
+                _s2 += (0.0 if (c0 == target) else (-1.0 if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else margin + input_r[c0] - input_r[target]))
+                _s3 += (0.0 if (c0 == target) else (margin + input_r[c0] - input_r[target] if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _t0 = weight_a[target]/C
             loss = _s3*_t0
             if store:
@@ -248,10 +248,10 @@ def _fused_p1_weight_s(input_a, target_a, weight_a, margin, ignore_index, go_a, 
             else:
                 acc += loss
             for k in range(C):
-                _t1 = (1.0 if k == target else 0.0)
-                _t2 = (k == target)
-                _t3 = (margin + input_r[k] - input_r[target] <= 0.0)
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t3 else -_t1)) + (0.0 if _t2 else (0.0 if _t3 else 1.0 - _t1))))
+                _t1 = (k == target)
+                _t2 = (-1.0 if _t1 else 0.0)
+                _t3 = (margin + input_r[k] - input_r[target] > 0.0)
+                input_gr[k] = s * (_t0*(-(0.0 if _t1 else (_t2 if _t3 else 0.0)) + (0.0 if _t1 else (_t2 + 1.0 if _t3 else 0.0)) + (_s2 if _t1 else 0.0)))
         partials[chunk] = acc
 
 
@@ -269,7 +269,7 @@ def _forward_p2_c(input_a, target_a, margin, ignore_index, loss_out, partials, n
             target = target_a[r]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
+                _s1 += (0.0 if (c0 == target) else (((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])) if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             loss = _s1/C
             if store:
                 loss_out[r] = loss
@@ -294,10 +294,10 @@ def _fused_p2_c(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
             s = np.float64(go_a[r]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target]))
+                _s2 += (0.0 if (c0 == target) else (-2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target] if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
+                _s3 += (0.0 if (c0 == target) else (((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])) if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _t0 = (1.0/(C))
             loss = _s3*_t0
             if store:
@@ -305,12 +305,10 @@ def _fused_p2_c(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
             else:
                 acc += loss
             for k in range(C):
-                _t1 = (1.0 if k == target else 0.0)
-                _t2 = (k == target)
-                _t3 = margin + input_r[k] - input_r[target]
-                _t4 = (_t3 <= 0.0)
-                _t5 = 2.0*_t1
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t4 else -_t3*_t5)) + (0.0 if _t2 else (0.0 if _t4 else _t3*(2.0 - _t5)))))
+                _t1 = (k == target)
+                _t2 = margin + input_r[k] - input_r[target]
+                _t3 = (_t2 > 0.0)
+                input_gr[k] = s * (_t0*((0.0 if _t1 else (_t2*((-2.0 if _t1 else 0.0) + 2.0) if _t3 else 0.0)) - (0.0 if _t1 else ((-2.0*margin - 2.0*input_r[k] + 2.0*input_r[target] if _t1 else 0.0) if _t3 else 0.0)) + (_s2 if _t1 else 0.0)))
         partials[chunk] = acc
 
 
@@ -332,7 +330,7 @@ def _forward_p2_s(input_a, target_a, margin, ignore_index, loss_out, partials, n
             target = target_a[n, j]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
+                _s1 += (0.0 if (c0 == target) else (((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])) if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             loss = _s1/C
             if store:
                 loss_out[n, j] = loss
@@ -361,10 +359,10 @@ def _fused_p2_s(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
             s = np.float64(go_a[n, j]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target]))
+                _s2 += (0.0 if (c0 == target) else (-2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target] if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
+                _s3 += (0.0 if (c0 == target) else (((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])) if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _t0 = (1.0/(C))
             loss = _s3*_t0
             if store:
@@ -372,12 +370,10 @@ def _fused_p2_s(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
             else:
                 acc += loss
             for k in range(C):
-                _t1 = (1.0 if k == target else 0.0)
-                _t2 = (k == target)
-                _t3 = margin + input_r[k] - input_r[target]
-                _t4 = (_t3 <= 0.0)
-                _t5 = 2.0*_t1
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t4 else -_t3*_t5)) + (0.0 if _t2 else (0.0 if _t4 else _t3*(2.0 - _t5)))))
+                _t1 = (k == target)
+                _t2 = margin + input_r[k] - input_r[target]
+                _t3 = (_t2 > 0.0)
+                input_gr[k] = s * (_t0*((0.0 if _t1 else (_t2*((-2.0 if _t1 else 0.0) + 2.0) if _t3 else 0.0)) - (0.0 if _t1 else ((-2.0*margin - 2.0*input_r[k] + 2.0*input_r[target] if _t1 else 0.0) if _t3 else 0.0)) + (_s2 if _t1 else 0.0)))
         partials[chunk] = acc
 
 
@@ -395,7 +391,7 @@ def _forward_p2_weight_c(input_a, target_a, weight_a, margin, ignore_index, loss
             target = target_a[r]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
+                _s1 += (0.0 if (c0 == target) else (((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])) if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             loss = _s1*weight_a[target]/C
             if store:
                 loss_out[r] = loss
@@ -420,10 +416,10 @@ def _fused_p2_weight_c(input_a, target_a, weight_a, margin, ignore_index, go_a, 
             s = np.float64(go_a[r]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target]))
+                _s2 += (0.0 if (c0 == target) else (-2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target] if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
+                _s3 += (0.0 if (c0 == target) else (((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])) if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _t0 = weight_a[target]/C
             loss = _s3*_t0
             if store:
@@ -431,12 +427,10 @@ def _fused_p2_weight_c(input_a, target_a, weight_a, margin, ignore_index, go_a, 
             else:
                 acc += loss
             for k in range(C):
-                _t1 = (1.0 if k == target else 0.0)
-                _t2 = (k == target)
-                _t3 = margin + input_r[k] - input_r[target]
-                _t4 = (_t3 <= 0.0)
-                _t5 = 2.0*_t1
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t4 else -_t3*_t5)) + (0.0 if _t2 else (0.0 if _t4 else _t3*(2.0 - _t5)))))
+                _t1 = (k == target)
+                _t2 = margin + input_r[k] - input_r[target]
+                _t3 = (_t2 > 0.0)
+                input_gr[k] = s * (_t0*((0.0 if _t1 else (_t2*((-2.0 if _t1 else 0.0) + 2.0) if _t3 else 0.0)) - (0.0 if _t1 else ((-2.0*margin - 2.0*input_r[k] + 2.0*input_r[target] if _t1 else 0.0) if _t3 else 0.0)) + (_s2 if _t1 else 0.0)))
         partials[chunk] = acc
 
 
@@ -458,7 +452,7 @@ def _forward_p2_weight_s(input_a, target_a, weight_a, margin, ignore_index, loss
             target = target_a[n, j]
             _s1 = 0.0
             for c0 in range(C):
-                _s1 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
+                _s1 += (0.0 if (c0 == target) else (((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])) if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             loss = _s1*weight_a[target]/C
             if store:
                 loss_out[n, j] = loss
@@ -487,10 +481,10 @@ def _fused_p2_weight_s(input_a, target_a, weight_a, margin, ignore_index, go_a, 
             s = np.float64(go_a[n, j]) if use_array else scale
             _s2 = 0.0
             for c0 in range(C):
-                _s2 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else -2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target]))
+                _s2 += (0.0 if (c0 == target) else (-2.0*margin - 2.0*input_r[c0] + 2.0*input_r[target] if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _s3 = 0.0
             for c0 in range(C):
-                _s3 += (0.0 if (c0 == target) else (0.0 if (margin + input_r[c0] - input_r[target] <= 0.0) else ((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target]))))
+                _s3 += (0.0 if (c0 == target) else (((margin + input_r[c0] - input_r[target])*(margin + input_r[c0] - input_r[target])) if (margin + input_r[c0] - input_r[target] > 0.0) else 0.0))
             _t0 = weight_a[target]/C
             loss = _s3*_t0
             if store:
@@ -498,12 +492,10 @@ def _fused_p2_weight_s(input_a, target_a, weight_a, margin, ignore_index, go_a, 
             else:
                 acc += loss
             for k in range(C):
-                _t1 = (1.0 if k == target else 0.0)
-                _t2 = (k == target)
-                _t3 = margin + input_r[k] - input_r[target]
-                _t4 = (_t3 <= 0.0)
-                _t5 = 2.0*_t1
-                input_gr[k] = s * (_t0*(_s2*_t1 - (0.0 if _t2 else (0.0 if _t4 else -_t3*_t5)) + (0.0 if _t2 else (0.0 if _t4 else _t3*(2.0 - _t5)))))
+                _t1 = (k == target)
+                _t2 = margin + input_r[k] - input_r[target]
+                _t3 = (_t2 > 0.0)
+                input_gr[k] = s * (_t0*((0.0 if _t1 else (_t2*((-2.0 if _t1 else 0.0) + 2.0) if _t3 else 0.0)) - (0.0 if _t1 else ((-2.0*margin - 2.0*input_r[k] + 2.0*input_r[target] if _t1 else 0.0) if _t3 else 0.0)) + (_s2 if _t1 else 0.0)))
         partials[chunk] = acc
 
 
@@ -511,16 +503,17 @@ def _fused_p2_weight_s(input_a, target_a, weight_a, margin, ignore_index, go_a, 
 def _prepare(a):
     a.reduction_cpp()
     x, t, w = a["input"], a["target"], a["weight"]
+    if w is not None and w.ndim != 1:
+        raise ValueError("weight must be one-dimensional")
     if x.ndim not in (1, 2) or x.size == 0 and x.ndim == 1:
         raise rt.InvalidArgument(
             "Expected non-empty vector or matrix with optional 0-dim batch size, but got: {}".format(list(x.shape))
         )
     classes = x.shape[-1]
     if w is not None:
-        if w.ndim != 1:
-            raise ValueError("weight must be one-dimensional")
         if w.shape[0] != classes:
             raise rt.InvalidArgument("inconsistent weight size, expected {} but got {}".format(classes, list(w.shape)))
+        a.class_weight_check(classes, like=x)  # and of the input's dtype, as torch's kernel insists
     a.class_target_check(classes)
 
 

@@ -29,8 +29,8 @@ def _forward_plain_c(input_a, target_a, target_count_a, target_member_a, ignore_
             for c0 in range(C):
                 _s2 = 0.0
                 for c1 in range(C):
-                    _s2 += (1.0 - target_member_r[c1])*(0.0 if (input_r[c0] - input_r[c1] >= 1.0) else -input_r[c0] + input_r[c1] + 1.0)
-                _s1 += _s2*target_count_r[c0]
+                    _s2 += (0.0 if (target_member_r[c1] == 1.0) else (-input_r[c0] + input_r[c1] + 1.0 if (input_r[c0] - input_r[c1] < 1.0) else 0.0))
+                _s1 += (0.0 if (target_count_r[c0] == 0.0) else _s2*target_count_r[c0])
             loss = _s1/C
             if store:
                 loss_out[r] = loss
@@ -55,14 +55,14 @@ def _fused_plain_c(input_a, target_a, target_count_a, target_member_a, ignore_in
             target_member_r = target_member_a[r]
             input_gr = input_g[r]
             s = np.float64(go_a[r]) if use_array else scale
-            _s5 = 0.0
+            _s4 = 0.0
             for c0 in range(C):
-                _s6 = 0.0
+                _s5 = 0.0
                 for c1 in range(C):
-                    _s6 += (1.0 - target_member_r[c1])*(0.0 if (input_r[c0] - input_r[c1] >= 1.0) else -input_r[c0] + input_r[c1] + 1.0)
-                _s5 += _s6*target_count_r[c0]
+                    _s5 += (0.0 if (target_member_r[c1] == 1.0) else (-input_r[c0] + input_r[c1] + 1.0 if (input_r[c0] - input_r[c1] < 1.0) else 0.0))
+                _s4 += (0.0 if (target_count_r[c0] == 0.0) else _s5*target_count_r[c0])
             _t0 = (1.0/(C))
-            loss = _s5*_t0
+            loss = _s4*_t0
             if store:
                 loss_out[r] = loss
             else:
@@ -70,11 +70,13 @@ def _fused_plain_c(input_a, target_a, target_count_a, target_member_a, ignore_in
             for k in range(C):
                 _s3 = 0.0
                 for c0 in range(C):
-                    _s3 += (1.0 - target_member_r[c0])*(0.0 if (input_r[c0] - input_r[k] <= -1.0) else -1.0)
-                _s4 = 0.0
+                    _s3 += (0.0 if (target_count_r[c0] == 0.0) else (0.0 if (target_member_r[k] == 1.0) else (1.0 if (input_r[c0] - input_r[k] < 1.0) else 0.0))*target_count_r[c0])
+                _s6 = 0.0
                 for c0 in range(C):
-                    _s4 += (0.0 if (input_r[c0] - input_r[k] >= 1.0) else 1.0)*target_count_r[c0]
-                input_gr[k] = s * (_t0*(-_s4*target_member_r[k] + _s4 - (1.0 - target_member_r[k])*target_count_r[k] + (_s3 - target_member_r[k] + 1.0)*target_count_r[k]))
+                    _s6 += (0.0 if (target_member_r[c0] == 1.0) else (-1.0 if (input_r[c0] - input_r[k] > -1.0) else 0.0))
+                _t1 = (target_count_r[k] == 0.0)
+                _t2 = (target_member_r[k] == 1.0)
+                input_gr[k] = s * (_t0*(_s3 + (0.0 if _t1 else (_s6 - (0.0 if _t2 else -1.0))*target_count_r[k]) - (0.0 if _t1 else (0.0 if _t2 else 1.0)*target_count_r[k])))
         partials[chunk] = acc
 
 
@@ -100,8 +102,8 @@ def _forward_plain_s(input_a, target_a, target_count_a, target_member_a, ignore_
             for c0 in range(C):
                 _s2 = 0.0
                 for c1 in range(C):
-                    _s2 += (1.0 - target_member_r[c1])*(0.0 if (input_r[c0] - input_r[c1] >= 1.0) else -input_r[c0] + input_r[c1] + 1.0)
-                _s1 += _s2*target_count_r[c0]
+                    _s2 += (0.0 if (target_member_r[c1] == 1.0) else (-input_r[c0] + input_r[c1] + 1.0 if (input_r[c0] - input_r[c1] < 1.0) else 0.0))
+                _s1 += (0.0 if (target_count_r[c0] == 0.0) else _s2*target_count_r[c0])
             loss = _s1/C
             if store:
                 loss_out[n, j] = loss
@@ -130,14 +132,14 @@ def _fused_plain_s(input_a, target_a, target_count_a, target_member_a, ignore_in
             target_member_r = target_member_a[n, :, j]
             input_gr = input_g[n, :, j]
             s = np.float64(go_a[n, j]) if use_array else scale
-            _s5 = 0.0
+            _s4 = 0.0
             for c0 in range(C):
-                _s6 = 0.0
+                _s5 = 0.0
                 for c1 in range(C):
-                    _s6 += (1.0 - target_member_r[c1])*(0.0 if (input_r[c0] - input_r[c1] >= 1.0) else -input_r[c0] + input_r[c1] + 1.0)
-                _s5 += _s6*target_count_r[c0]
+                    _s5 += (0.0 if (target_member_r[c1] == 1.0) else (-input_r[c0] + input_r[c1] + 1.0 if (input_r[c0] - input_r[c1] < 1.0) else 0.0))
+                _s4 += (0.0 if (target_count_r[c0] == 0.0) else _s5*target_count_r[c0])
             _t0 = (1.0/(C))
-            loss = _s5*_t0
+            loss = _s4*_t0
             if store:
                 loss_out[n, j] = loss
             else:
@@ -145,11 +147,13 @@ def _fused_plain_s(input_a, target_a, target_count_a, target_member_a, ignore_in
             for k in range(C):
                 _s3 = 0.0
                 for c0 in range(C):
-                    _s3 += (1.0 - target_member_r[c0])*(0.0 if (input_r[c0] - input_r[k] <= -1.0) else -1.0)
-                _s4 = 0.0
+                    _s3 += (0.0 if (target_count_r[c0] == 0.0) else (0.0 if (target_member_r[k] == 1.0) else (1.0 if (input_r[c0] - input_r[k] < 1.0) else 0.0))*target_count_r[c0])
+                _s6 = 0.0
                 for c0 in range(C):
-                    _s4 += (0.0 if (input_r[c0] - input_r[k] >= 1.0) else 1.0)*target_count_r[c0]
-                input_gr[k] = s * (_t0*(-_s4*target_member_r[k] + _s4 - (1.0 - target_member_r[k])*target_count_r[k] + (_s3 - target_member_r[k] + 1.0)*target_count_r[k]))
+                    _s6 += (0.0 if (target_member_r[c0] == 1.0) else (-1.0 if (input_r[c0] - input_r[k] > -1.0) else 0.0))
+                _t1 = (target_count_r[k] == 0.0)
+                _t2 = (target_member_r[k] == 1.0)
+                input_gr[k] = s * (_t0*(_s3 + (0.0 if _t1 else (_s6 - (0.0 if _t2 else -1.0))*target_count_r[k]) - (0.0 if _t1 else (0.0 if _t2 else 1.0)*target_count_r[k])))
         partials[chunk] = acc
 
 

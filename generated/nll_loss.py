@@ -61,7 +61,7 @@ def _fused_plain_c(input_a, target_a, ignore_index, go_a, scale, use_array, loss
             else:
                 acc += loss
             for k in range(C):
-                input_gr[k] = s * (-(1.0 if k == target else 0.0))
+                input_gr[k] = s * ((-1.0 if (k == target) else 0.0))
         partials[chunk] = acc
 
 
@@ -123,7 +123,7 @@ def _fused_plain_s(input_a, target_a, ignore_index, go_a, scale, use_array, loss
             else:
                 acc += loss
             for k in range(C):
-                input_gr[k] = s * (-(1.0 if k == target else 0.0))
+                input_gr[k] = s * ((-1.0 if (k == target) else 0.0))
         partials[chunk] = acc
 
 
@@ -177,7 +177,7 @@ def _fused_weight_c(input_a, target_a, weight_a, ignore_index, go_a, scale, use_
             else:
                 acc += loss
             for k in range(C):
-                input_gr[k] = s * (-(1.0 if k == target else 0.0)*weight_a[target])
+                input_gr[k] = s * ((-weight_a[target] if (k == target) else 0.0))
         partials[chunk] = acc
 
 
@@ -239,7 +239,7 @@ def _fused_weight_s(input_a, target_a, weight_a, ignore_index, go_a, scale, use_
             else:
                 acc += loss
             for k in range(C):
-                input_gr[k] = s * (-(1.0 if k == target else 0.0)*weight_a[target])
+                input_gr[k] = s * ((-weight_a[target] if (k == target) else 0.0))
         partials[chunk] = acc
 
 

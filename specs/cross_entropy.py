@@ -29,7 +29,7 @@ def prepare(a):
     a.reduction_cpp()
     x, t = a["input"], a["target"]
     classes = x.shape[0] if x.ndim == 1 else x.shape[1]
-    a.class_weight_check(classes, like=x)
+    a.class_weight_check(classes, like=x, same_dtype=t.shape != x.shape)  # nll's kernel insists
     if not 0.0 <= a["label_smoothing"] <= 1.0:
         if a["label_smoothing"] > 1.0:
             raise rt.InvalidArgument("label_smoothing must be between 0.0 and 1.0. Got: {}".format(a["label_smoothing"]))

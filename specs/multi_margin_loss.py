@@ -28,16 +28,17 @@ def element(input, target, p, margin, weight):
 def prepare(a):
     a.reduction_cpp()
     x, t, w = a["input"], a["target"], a["weight"]
+    if w is not None and w.ndim != 1:
+        raise ValueError("weight must be one-dimensional")
     if x.ndim not in (1, 2) or x.size == 0 and x.ndim == 1:
         raise rt.InvalidArgument(
             "Expected non-empty vector or matrix with optional 0-dim batch size, but got: {}".format(list(x.shape))
         )
     classes = x.shape[-1]
     if w is not None:
-        if w.ndim != 1:
-            raise ValueError("weight must be one-dimensional")
         if w.shape[0] != classes:
             raise rt.InvalidArgument("inconsistent weight size, expected {} but got {}".format(classes, list(w.shape)))
+        a.class_weight_check(classes, like=x)  # and of the input's dtype, as torch's kernel insists
     a.class_target_check(classes)
 
 

@@ -3,8 +3,10 @@ from compiler.lang import (
     CLASSES,
     OTHER_CLASS,
     Auxiliary,
+    Eq,
     Legacy,
     Loss,
+    Piecewise,
     Reduction,
     Tensor,
     class_sum,
@@ -15,9 +17,10 @@ from compiler.lang import (
 def element(input, target, target_count, target_member):
     # sum over target labels j (with multiplicity) and non-target classes i of
     # max(0, 1 - (x[j] - x[i])), over C; torch's kernel takes the hinge strictly
+    # (selections, not products with 0/1 masks: an infinite score must not meet a zero mask)
     j, i = CLASS, OTHER_CLASS
-    pairs = class_sum((1 - target_member[i]) * relu_strict(1 - input[j] + input[i]), i)
-    return class_sum(target_count[j] * pairs, j) / CLASSES
+    pairs = class_sum(Piecewise((0, Eq(target_member[i], 1)), (relu_strict(1 - input[j] + input[i]), True)), i)
+    return class_sum(Piecewise((0, Eq(target_count[j], 0)), (target_count[j] * pairs, True)), j) / CLASSES
 
 
 def prepare(a):

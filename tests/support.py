@@ -417,7 +417,7 @@ def to_torch(args: dict[str, Any], grad_names: list[str]) -> dict[str, Any]:
     for k, v in args.items():
         if isinstance(v, np.ndarray):
             t = torch.tensor(np.array(v))
-            if k in grad_names:
+            if k in grad_names and t.dtype.is_floating_point:  # torch differentiates floats only
                 t.requires_grad_(True)
             result[k] = t
         else:
