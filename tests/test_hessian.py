@@ -21,6 +21,7 @@ NAMESPACE = {
     "ratio": lambda x, y: x / y,
     "xlogy": lambda x, y: 0.0 if x == 0 else x * math.log(y),
     "clamp_min_st": lambda v, lo: lo if v < lo else v,
+    "clamp_min_ad": lambda z, lo: lo if z < lo else z,
     "bce_term": lambda x, y: -(y * max(math.log(x), -100.0) + (1 - y) * max(math.log1p(-x), -100.0)),
     "indicator": lambda c: 1.0 if c else 0.0,
     "where": lambda c, x, y: x if c else y,

@@ -26,6 +26,9 @@ REWRITES = {
               lambda r: {a: r.choice([-1, 1]) * r.uniform(0.1, 3), b: r.uniform(0.01, 5)}),
     "bce_term": (lambda: P.bce_term(a, b), lambda: -(b * sympy.log(a) + (1 - b) * sympy.log(1 - a)), (a, b),
                  lambda r: {a: r.uniform(0.01, 0.99), b: r.uniform(0, 1)}),
+    # autograd clamp_min: the derivative of max(a, b) away from the kink
+    "clamp_min_ad": (lambda: P.clamp_min_ad(a, b), lambda: sympy.Piecewise((a, a >= b), (b, True)), (a, b),
+                     lambda r: {a: r.uniform(-3, 3), b: r.uniform(-3, 3)}),
     # straight-through: the derivative is that of the identity in v, zero in lo
     "clamp_min_st": (lambda: P.clamp_min_st(a, b), lambda: a, (a, b), lambda r: {a: r.uniform(-3, 3), b: r.uniform(-3, 3)}),
 }
@@ -38,6 +41,7 @@ def unwrap(expr):
         P.sigmoid: lambda z: 1 / (1 + sympy.exp(-z)),
         P.ratio: lambda x, y: x / y,
         P.xlogy: lambda x, y: x * sympy.log(y),
+        P.indicator: lambda c: sympy.Piecewise((1, c), (0, True)),
     }
     for cls, rewrite in plain.items():
         expr = expr.replace(lambda e, cls=cls: isinstance(e, cls), lambda e, rewrite=rewrite: rewrite(*e.args))
