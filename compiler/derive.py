@@ -130,12 +130,7 @@ def _row_variant(
             reals.append(p.name)
         elif isinstance(p, Flag):
             arguments[p.name] = dict(flags)[p.name]
-    try:
-        loss = sympy.sympify(spec.element(**arguments))
-    except Exception as error:
-        raise SpecError(f"{path}: field 'element': building the loss failed: {type(error).__name__}: {error}") from error
-    if not isinstance(loss, sympy.Expr):
-        raise SpecError(f"{path}: field 'element': returned {type(loss).__name__}, not a SymPy expression")
+    loss = build_loss(path, spec, arguments)
     loss = resolve_sums(loss)
     gradients = []
     for name in differentiable:
@@ -202,12 +197,7 @@ def _variant(
             reals.append(p.name)
         elif isinstance(p, Flag):
             arguments[p.name] = dict(flags)[p.name]
-    try:
-        loss = sympy.sympify(spec.element(**arguments))
-    except Exception as error:
-        raise SpecError(f"{path}: field 'element': building the loss failed: {type(error).__name__}: {error}") from error
-    if not isinstance(loss, sympy.Expr):
-        raise SpecError(f"{path}: field 'element': returned {type(loss).__name__}, not a SymPy expression")
+    loss = build_loss(path, spec, arguments)
     allowed = {symbols[n] for n in arrays + reals}
     stray = loss.free_symbols - allowed
     if stray:
@@ -219,6 +209,17 @@ def _variant(
     )
     key = variant_key(flags, present)
     return Variant(key, flags, present, tuple(arrays), tuple(reals), symbols, loss, gradients)
+
+
+def build_loss(path: Path, spec: Loss, arguments: dict[str, object]) -> sympy.Expr:
+    """Call the spec's element function; any failure names the spec file and the field."""
+    try:
+        loss = sympy.sympify(spec.element(**arguments))
+    except Exception as error:
+        raise SpecError(f"{path}: field 'element': building the loss failed: {type(error).__name__}: {error}") from error
+    if not isinstance(loss, sympy.Expr):
+        raise SpecError(f"{path}: field 'element': returned {type(loss).__name__}, not a SymPy expression")
+    return loss
 
 
 def presence_dimensions(spec: Loss) -> list[OptionalTensor | Real]:

@@ -398,6 +398,14 @@ class Call:
             raise InvalidArgument("expected scalar type {} but found {}".format(
                 names.get(like.dtype.name, like.dtype.name), names.get(w.dtype.name, w.dtype.name)))
 
+    def require_vector_or_matrix(self):
+        """multi_margin / multilabel_margin: torch's kernels take (C) or (N, C) only."""
+        x = self.values["input"]
+        if x.ndim not in (1, 2) or x.size == 0 and x.ndim == 1:
+            raise InvalidArgument(
+                "Expected non-empty vector or matrix with optional 0-dim batch size, but got: {}".format(list(x.shape))
+            )
+
     def class_target_check(self, classes, ignore_index=None, target="target"):
         """Class indices: input's shape without the class axis, integers in [0, C) (or ignored)."""
         x, t = self.values["input"], self.values[target]

@@ -161,10 +161,7 @@ def _fused_plain_s(input_a, target_a, target_count_a, target_member_a, ignore_in
 def _prepare(a):
     a.reduction_cpp()
     x, t = a["input"], a["target"]
-    if x.ndim not in (1, 2) or x.size == 0 and x.ndim == 1:
-        raise rt.InvalidArgument(
-            "Expected non-empty vector or matrix with optional 0-dim batch size, but got: {}".format(list(x.shape))
-        )
+    a.require_vector_or_matrix()
     if t.shape != x.shape:
         raise rt.InvalidArgument(
             "inconsistent target size: {} for input of size: {}".format(list(t.shape), list(x.shape))

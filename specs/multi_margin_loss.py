@@ -30,10 +30,7 @@ def prepare(a):
     x, t, w = a["input"], a["target"], a["weight"]
     if w is not None and w.ndim != 1:
         raise ValueError("weight must be one-dimensional")
-    if x.ndim not in (1, 2) or x.size == 0 and x.ndim == 1:
-        raise rt.InvalidArgument(
-            "Expected non-empty vector or matrix with optional 0-dim batch size, but got: {}".format(list(x.shape))
-        )
+    a.require_vector_or_matrix()
     classes = x.shape[-1]
     if w is not None:
         if w.shape[0] != classes:

@@ -26,10 +26,7 @@ def element(input, target, target_count, target_member):
 def prepare(a):
     a.reduction_cpp()
     x, t = a["input"], a["target"]
-    if x.ndim not in (1, 2) or x.size == 0 and x.ndim == 1:
-        raise rt.InvalidArgument(
-            "Expected non-empty vector or matrix with optional 0-dim batch size, but got: {}".format(list(x.shape))
-        )
+    a.require_vector_or_matrix()
     if t.shape != x.shape:
         raise rt.InvalidArgument(
             "inconsistent target size: {} for input of size: {}".format(list(t.shape), list(x.shape))
