@@ -316,6 +316,22 @@ def sum_to_shape(grad, shape):
     return np.sum(grad, axis=axes, dtype=np.float64).reshape(shape)
 
 
+def checked_grad_output(grad_output, loss_shape, reduced):
+    """grad_output as an array: the unreduced loss's shape for 'none', one value otherwise."""
+    grad_output = as_array("grad_output", grad_output)
+    if reduced and grad_output.size != 1:
+        raise ValueError(
+            "grad_output of a reduced loss must be a scalar, got shape {}".format(fmt_shape(grad_output.shape))
+        )
+    if not reduced and grad_output.shape != tuple(loss_shape):
+        raise ValueError(
+            "grad_output has shape {}, the unreduced loss has shape {}".format(
+                fmt_shape(grad_output.shape), fmt_shape(loss_shape)
+            )
+        )
+    return grad_output
+
+
 class Call:
     """One call of a loss: its arguments as the spec's prepare step sees and amends them."""
 
@@ -615,21 +631,11 @@ class ElementwiseLoss:
         fused = self.kernels(call)[1]
         n = math.prod(call.shape)
         nchunks = chunk_count(n)
-        grad_output = as_array("grad_output", grad_output)
+        grad_output = checked_grad_output(grad_output, call.shape, call.reduction != "none")
         if call.reduction == "none":
-            if grad_output.shape != call.shape:
-                raise ValueError(
-                    "grad_output has shape {}, the unreduced loss has shape {}".format(
-                        fmt_shape(grad_output.shape), fmt_shape(call.shape)
-                    )
-                )
             go = np.ascontiguousarray(grad_output, dtype=dtype).reshape(-1)
             scale, use_array = 1.0, True
         else:
-            if grad_output.size != 1:
-                raise ValueError(
-                    "grad_output of a reduced loss must be a scalar, got shape {}".format(fmt_shape(grad_output.shape))
-                )
             go = np.zeros(0, dtype=dtype)
             scale = float(grad_output.reshape(-1)[0]) * self.coefficient(call)
             use_array = False
@@ -807,20 +813,10 @@ class RowLoss(ElementwiseLoss):
         if grad_output is None:  # value_and_grad: grad_output = 1
             go, scale, use_array = one, 1.0 if store else self.coefficient(call), False
         elif store:
-            grad_output = as_array("grad_output", grad_output)
-            if grad_output.shape != tuple(shape):
-                raise ValueError(
-                    "grad_output has shape {}, the unreduced loss has shape {}".format(
-                        fmt_shape(grad_output.shape), fmt_shape(shape)
-                    )
-                )
+            grad_output = checked_grad_output(grad_output, tuple(shape), False)
             go, scale, use_array = np.ascontiguousarray(grad_output, dtype=dtype).reshape(out_shape), 1.0, True
         else:
-            grad_output = as_array("grad_output", grad_output)
-            if grad_output.size != 1:
-                raise ValueError(
-                    "grad_output of a reduced loss must be a scalar, got shape {}".format(fmt_shape(grad_output.shape))
-                )
+            grad_output = checked_grad_output(grad_output, tuple(shape), True)
             go = one
             scale, use_array = float(grad_output.reshape(-1)[0]) * self.coefficient(call), False
         if not store and not math.isfinite(scale) and call.reduction == "mean":
