@@ -23,6 +23,7 @@ from .primitives import (  # noqa: F401
     ratio,
     sigmoid,
     softplus,
+    two_forms,
     where,
     xlogy,
 )
@@ -46,6 +47,9 @@ class Tensor:
     domain: Domain = "real"
     doc: str = ""
     layout: Layout = "elements"
+    # whether a bool array is accepted (read as 0/1); None: only where not differentiable.
+    # torch's rule depends on the operators the loss applies to the tensor (no `-` on bool).
+    accepts_bool: Optional[bool] = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,21 @@ def relu_strict(z: sympy.Expr) -> sympy.Expr:
     """max(z, 0) as torch's hand-written margin kernels: zero (value and gradient) unless z > 0,
     so z == 0 and a nan z contribute nothing."""
     return Piecewise((z, z > 0), (0, True))
+
+
+def computed_first(z: sympy.Expr) -> sympy.Expr:
+    """z, evaluated as one unit before the expression around it uses it. SymPy orders the terms
+    of a sum as it likes; torch's kernels add in a fixed order, and at an exact tie of a strict
+    hinge (1 + 1e-30 - 1 is 0 only in that order) the order decides the gradient."""
+    return two_forms(z, z)
+
+
+def stop_gradient(z: sympy.Expr) -> sympy.Expr:
+    """z, with a zero derivative (torch's detach): for the differentiated form of ``two_forms``,
+    whose terms may each stand for one argument's gradient. Mixed second derivatives through it
+    are zero; the Hessian diagonal stays exact when each term is differentiated only in the
+    argument it is written for."""
+    return two_forms(z, 0)
 
 
 def clamp_min(z: sympy.Expr, lo: sympy.Expr | int = 0) -> sympy.Expr:

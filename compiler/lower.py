@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import sympy
@@ -68,6 +68,7 @@ class ElementwiseIR:
     flags: tuple[str, ...]
     choices: str  # Python literal: {flag: (accepted values, error message)} for non-boolean flags
     lenient: tuple[str, ...]  # boolean flags that accept any truthy value
+    bools: tuple[str, ...]  # array arguments that may be given as bool arrays
     legacy: bool
     result_dtype: str
     integers_promote: bool
@@ -104,6 +105,15 @@ def lower_variant(variant: Variant) -> KernelVariant:
 
 def _literal(value: object) -> str:
     return repr(value)
+
+
+def bool_arrays(spec: Loss) -> tuple[str, ...]:
+    """The parameters a bool array may be given for: a Tensor's ``accepts_bool`` (by default,
+    those torch does not differentiate) and every other kind (weights, class targets)."""
+    return tuple(
+        p.name for p in spec.params
+        if not isinstance(p, Tensor) or (not p.differentiable if p.accepts_bool is None else p.accepts_bool)
+    )
 
 
 def signature(spec: Loss) -> tuple[SignatureParam, ...]:
@@ -184,6 +194,7 @@ def lower(loaded: LoadedSpec) -> ElementwiseIR:
         flags=tuple(p.name for p in spec.params if isinstance(p, Flag)),
         choices=choices(spec),
         lenient=tuple(p.name for p in spec.params if isinstance(p, Flag) and not p.strict),
+        bools=bool_arrays(spec),
         legacy=any(isinstance(p, Legacy) for p in spec.params),
         result_dtype=spec.result_dtype,
         integers_promote=spec.integers_promote,
@@ -203,7 +214,8 @@ class Stmt:
 
     kind 'assign': name = code. kind 'sum' / 'max': name starts at 0 / -inf, then for index in
     range(C), run body and fold code into name (max ignores nan: nan then reaches the result
-    through the sum of exp(x - max), as in torch).
+    through the sum of exp(x - max), as in torch). A 'sum' with ``cache`` also stores each
+    term in that per-row scratch array, where the per-class loop reads it back.
     """
 
     kind: str
@@ -211,6 +223,7 @@ class Stmt:
     code: str
     index: str = ""
     body: tuple["Stmt", ...] = ()
+    cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -219,6 +232,7 @@ class RowBody:
     loss: str  # '' when the body computes no loss
     per_class: tuple[Stmt, ...]  # inside `for k in range(C)`
     gradients: tuple[tuple[str, str], ...]
+    caches: tuple[str, ...] = ()  # scratch arrays of C float64 values, one set per chunk
 
 
 @dataclass(frozen=True)
@@ -247,6 +261,8 @@ class _RowLowering:
         self.k = GRAD_CLASS
         self.classes = CLASSES
         self.counter = 0
+        # row-level sums (no nested loop): statement name -> (loop index, term)
+        self.terms: dict[str, tuple[sympy.Symbol, sympy.Expr]] = {}
 
     def fresh(self, prefix: str) -> sympy.Symbol:
         self.counter += 1
@@ -288,7 +304,27 @@ class _RowLowering:
         body = body.xreplace({index: loop_index})
         inner: list[Stmt] = []
         (value,) = self.lower_sums([body], inner, depth + 1)
+        if op == "sum" and depth == 0 and not inner:
+            self.terms[str(name)] = (loop_index, value)
         return Stmt(op, str(name), self.code(value), str(loop_index), tuple(inner))
+
+    def cache_terms(self, exprs: list[sympy.Expr], row_stmts: list[Stmt]) -> tuple[list[sympy.Expr], tuple[str, ...]]:
+        """Where a row sum's term reappears at class k in the gradients (softmax: exp(x_k - M)
+        in both Z and the gradient), the sum's loop stores each term and the gradient loop reads
+        it back: one exp per class instead of two."""
+        caches: list[str] = []
+        for position, stmt in enumerate(row_stmts):
+            if stmt.kind != "sum" or stmt.name not in self.terms:
+                continue
+            index, term = self.terms[stmt.name]
+            at_k = term.xreplace({index: self.k})
+            if not term.has(index) or not any(e.has(at_k) for e in exprs):
+                continue
+            cache = f"_cache{len(caches)}"
+            caches.append(cache)
+            exprs = [e.xreplace({at_k: sympy.IndexedBase(cache, real=True)[self.k]}) for e in exprs]
+            row_stmts[position] = replace(stmt, cache=cache)
+        return exprs, tuple(caches)
 
     def lower_sums(
         self, exprs: list[sympy.Expr], stmts: list[Stmt], depth: int, per_class: list[Stmt] | None = None
@@ -326,6 +362,9 @@ class _RowLowering:
         row_stmts: list[Stmt] = []
         per_class: list[Stmt] = []
         lowered = self.lower_sums(exprs, row_stmts, 0, per_class)
+        caches: tuple[str, ...] = ()
+        if with_gradients:
+            lowered, caches = self.cache_terms(lowered, row_stmts)
         shared = share(lowered)
         k_dependent: set[sympy.Symbol] = {sympy.Symbol(s.name, real=True) for s in per_class}
         for symbol, value in shared.temporaries:
@@ -337,7 +376,7 @@ class _RowLowering:
                 row_stmts.append(stmt)
         outputs = [self.code(e) for e in shared.outputs]
         loss = outputs.pop(0) if with_loss else ""
-        return RowBody(tuple(row_stmts), loss, tuple(per_class), tuple(zip(names, outputs)))
+        return RowBody(tuple(row_stmts), loss, tuple(per_class), tuple(zip(names, outputs)), caches)
 
 
 def _outer_sums(expr: sympy.Expr) -> list[ClassSum]:
@@ -383,6 +422,7 @@ class RowIR:
     flags: tuple[str, ...]  # flags, then probability switches: the variant selector's order
     choices: str
     lenient: tuple[str, ...]
+    bools: tuple[str, ...]
     ignore_index: str
     target: str  # the ClassTarget's name
     class_axis: int
@@ -426,6 +466,7 @@ def lower_row(loaded: LoadedSpec) -> RowIR:
         flags=tuple(p.name for p in spec.params if isinstance(p, Flag)) + switches,
         choices=choices(spec),
         lenient=tuple(p.name for p in spec.params if isinstance(p, Flag) and not p.strict),
+        bools=bool_arrays(spec),
         ignore_index=spec.ignore_index,
         target=next((p.name for p in spec.params if isinstance(p, ClassTarget)), ""),
         class_axis=spec.class_axis,

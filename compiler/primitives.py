@@ -165,7 +165,7 @@ class indicator(Primitive):
 
     nargs = 1
     NUMBA = NumbaHelper("indicator", ("c",), "    return 1.0 if c else 0.0\n")
-    LATEX = r"\mathbb{{1}}\left[{a0}\right]"
+    LATEX = r"\mathbf{{1}}\left[{a0}\right]"
 
     def _eval_derivative(self, s: sympy.Symbol) -> sympy.Expr:
         return sympy.Integer(0)
@@ -188,6 +188,21 @@ class where(Primitive):
         return indicator(c) * sympy.diff(a, s) + indicator(sympy.Not(c)) * sympy.diff(b, s)
 
 
+class two_forms(Primitive):
+    """One function in two algebraically equal forms: evaluated as ``value``, differentiated as
+    ``differentiated``. torch computes some losses with one formula and their backward from
+    another (bce_with_logits: the loss from log_sigmoid(x), the target gradient as
+    log_sigmoid(-x) - pw log_sigmoid(x)); at infinities the two forms give different nan/inf, and
+    this reproduces both. The gradient is still derived: sympy.diff of ``differentiated``."""
+
+    nargs = 2
+    NUMBA = NumbaHelper("two_forms", ("value", "differentiated"), "    return value\n")
+    LATEX = r"{a0}"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sympy.Integer(0 if argindex == 1 else 1)
+
+
 PRIMITIVES: tuple[type[Primitive], ...] = (
     bce_term,
     clamp_min_ad,
@@ -196,6 +211,7 @@ PRIMITIVES: tuple[type[Primitive], ...] = (
     ratio,
     sigmoid,
     softplus,
+    two_forms,
     where,
     xlogy,
 )

@@ -56,6 +56,10 @@ class KernelPrinter(PythonCodePrinter):  # type: ignore[misc]
     _print_sinh = _print_cosh = _print_tanh = _print_atan = _print_Function
     _print_erf = _print_erfc = _print_Function
 
+    def _print_two_forms(self, expr: Any) -> str:
+        # only the evaluated form: the other exists for differentiation
+        return f"({self._print(expr.args[0])})"
+
     def _print_sign(self, expr: Any) -> str:
         # torch: sign(0) = 0 and sign(nan) = 0
         z = self._print(expr.args[0])

@@ -1,6 +1,7 @@
 """Stage 5, render: the IR through Jinja templates into files (path -> text)."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Iterable
 
@@ -33,6 +34,7 @@ def _environment() -> jinja2.Environment:
     env.filters["param"] = _param
     env.filters["kwarg"] = lambda name: f"{name}={name}"
     env.filters["pydict"] = lambda items: repr(dict(items))
+    env.filters["lane_name"] = lambda lane: f"_lane{lane}"
     env.globals["zip"] = zip
     return env
 
@@ -71,7 +73,21 @@ def render_package(modules: Iterable[ElementwiseIR | RowIR]) -> dict[str, str]:
     for module in modules:
         template = "row.py.j2" if isinstance(module, RowIR) else "elementwise.py.j2"
         files[f"{module.name}.py"] = env.get_template(template).render(ir=module)
-    return files
+    return _stamp_runtime(files)
+
+
+def _stamp_runtime(files: dict[str, str]) -> dict[str, str]:
+    """Name the runtime's digest in the second line of every kernel module. Numba's cache is keyed
+    by the kernel's own file, while kernels inline the runtime's helpers and flags: a changed
+    runtime must change every kernel file, or a stale cached kernel would keep running."""
+    digest = hashlib.sha256(files["_runtime.py"].encode()).hexdigest()[:16]
+    stamped = {}
+    for name, text in files.items():
+        if name not in ("_runtime.py", "__init__.py"):
+            first, _, rest = text.partition("\n")
+            text = f"{first}\n# Compiled against _runtime.py {digest}.\n{rest}"
+        stamped[name] = text
+    return stamped
 
 
 def render_docs(pages: Iterable[object], package: str) -> dict[str, str]:

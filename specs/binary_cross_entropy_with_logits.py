@@ -1,8 +1,18 @@
-from compiler.lang import Legacy, Loss, OptionalTensor, Reduction, Tensor, softplus
+from compiler.lang import Legacy, Loss, OptionalTensor, Reduction, Tensor, softplus, stop_gradient, two_forms
 
 
 def element(input, target, weight, pos_weight):
-    return weight * ((1 - target) * input + (1 + (pos_weight - 1) * target) * softplus(-input))
+    # torch's forward: (1 - y) x - (1 + (pw - 1) y) log_sigmoid(x)
+    value = (1 - target) * input + (1 + (pos_weight - 1) * target) * softplus(-input)
+    if pos_weight == 1:  # absent: torch's gradients are this form's, sigmoid(x) - y and -x
+        return weight * value
+    # with pos_weight torch's backward uses other, equal forms: (pw y + 1 - y) sigmoid(x) - pw y
+    # for input and log_sigmoid(-x) - pw log_sigmoid(x) for target, which differ from the
+    # derivatives of `value` at infinities and in rounding. Each is the derivative of one term:
+    x, y = stop_gradient(input), stop_gradient(target)
+    for_input = (pos_weight * y + 1 - y) * softplus(input) - pos_weight * y * input
+    for_target = target * (pos_weight * softplus(-x) - softplus(x))
+    return weight * two_forms(value, for_input + for_target)
 
 
 def prepare(a):

@@ -27,6 +27,12 @@ def prepare(a):
         elif not (var.ndim == x.ndim and sum(v for i, v in zip(x.shape, var.shape) if i != v) == 1):
             raise ValueError("var is of incorrect size")
     a.reduction_python("not_valid")
+    if a["var"].dtype.kind != "f":  # torch clamps a clone of var in place: integers cannot hold eps
+        c_names = {"int64": "long int", "int32": "int", "int16": "short int", "int8": "signed char", "uint8": "unsigned char"}
+        raise rt.InvalidArgument(
+            "result type Float can't be cast to the desired output type "
+            + c_names.get(a["var"].dtype.name, a["var"].dtype.name)
+        )
 
 
 SPEC = Loss(

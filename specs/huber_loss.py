@@ -24,7 +24,7 @@ SPEC = Loss(
     summary="Huber loss: quadratic for differences below delta, linear beyond.",
     params=(
         Tensor("input", differentiable=True),
-        Tensor("target", differentiable=True),
+        Tensor("target", differentiable=True, accepts_bool=True),
         Reduction("mean"),
         Real("delta", 1.0, doc="where the quadratic part turns linear; must be positive"),
         OptionalTensor("weight", doc="per-element weight, exactly the shape of input; 'mean' divides by the count"),

@@ -13,8 +13,8 @@ SPEC = Loss(
     name="mse_loss",
     summary="Mean squared error: the squared difference of input and target.",
     params=(
-        Tensor("input", differentiable=True),
-        Tensor("target", differentiable=True),
+        Tensor("input", differentiable=True, accepts_bool=True),
+        Tensor("target", differentiable=True, accepts_bool=True),
         Legacy("size_average"),
         Legacy("reduce"),
         Reduction("mean"),

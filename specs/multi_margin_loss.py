@@ -12,14 +12,16 @@ from compiler.lang import (
     Reduction,
     Tensor,
     class_sum,
+    computed_first,
     relu_strict,
 )
 
 
 def element(input, target, p, margin, weight):
     def hinge(j):
-        # torch's kernel takes the hinge strictly: zero gradient where the argument is exactly 0
-        return relu_strict(margin - input[target] + input[j]) ** p
+        # torch's kernel takes the hinge strictly: zero gradient where the argument is exactly 0,
+        # and adds in the order (margin - x[target]) + x[j]
+        return relu_strict(computed_first(margin - input[target]) + input[j]) ** p
 
     # the sum over the classes other than the target (an infinite score must not meet itself)
     return weight[target] * class_sum(Piecewise((0, Eq(CLASS, target)), (hinge(CLASS), True))) / CLASSES

@@ -10,6 +10,7 @@ from compiler.lang import (
     Reduction,
     Tensor,
     class_sum,
+    computed_first,
     relu_strict,
 )
 
@@ -19,7 +20,7 @@ def element(input, target, target_count, target_member):
     # max(0, 1 - (x[j] - x[i])), over C; torch's kernel takes the hinge strictly
     # (selections, not products with 0/1 masks: an infinite score must not meet a zero mask)
     j, i = CLASS, OTHER_CLASS
-    pairs = class_sum(Piecewise((0, Eq(target_member[i], 1)), (relu_strict(1 - input[j] + input[i]), True)), i)
+    pairs = class_sum(Piecewise((0, Eq(target_member[i], 1)), (relu_strict(computed_first(1 - input[j]) + input[i]), True)), i)
     return class_sum(Piecewise((0, Eq(target_count[j], 0)), (target_count[j] * pairs, True)), j) / CLASSES
 
 

@@ -1,4 +1,4 @@
-from compiler.lang import Flag, Legacy, Loss, Real, Reduction, Tensor, exp, log, pi, where
+from compiler.lang import Flag, Legacy, Loss, Real, Reduction, Tensor, exp, log, pi, where, xlogy
 
 
 def element(input, target, log_input, full, eps):
@@ -9,7 +9,9 @@ def element(input, target, log_input, full, eps):
     if full:
         # Stirling's approximation of log(target!), only where target > 1. torch masks with
         # masked_fill, so its gradient is masked by multiplication: `where` reproduces that.
-        loss += where(target > 1, target * log(target) - target + log(2 * pi * target) / 2, 0)
+        # target * log(target) as xlogy (equal where target > 1): its derivative keeps autograd's
+        # unsimplified target / target, nan at target = inf as torch's (not log(t) + 1)
+        loss += where(target > 1, xlogy(target, target) - target + log(2 * pi * target) / 2, 0)
     return loss
 
 
@@ -21,8 +23,8 @@ SPEC = Loss(
     name="poisson_nll_loss",
     summary="Negative log likelihood of a Poisson distribution with rate exp(input) (or input).",
     params=(
-        Tensor("input", differentiable=True, domain="positive"),
-        Tensor("target", differentiable=True, domain="positive"),
+        Tensor("input", differentiable=True, domain="positive", accepts_bool=True),
+        Tensor("target", differentiable=True, domain="positive", accepts_bool=True),
         Flag("log_input", True, doc="input is the log of the rate"),
         Flag("full", False, doc="add the Stirling term for target > 1"),
         Legacy("size_average"),

@@ -24,8 +24,8 @@ SPEC = Loss(
     name="smooth_l1_loss",
     summary="Smooth L1 loss: quadratic below beta (scaled by 1/beta), absolute error beyond.",
     params=(
-        Tensor("input", differentiable=True),
-        Tensor("target", differentiable=True),
+        Tensor("input", differentiable=True, accepts_bool=True),
+        Tensor("target", differentiable=True, accepts_bool=True),
         Legacy("size_average"),
         Legacy("reduce"),
         Reduction("mean"),

@@ -43,27 +43,8 @@ def pytest_configure(config):
 # Known differences from torch that are not fixed yet, each with the reason the case is skipped.
 # Keyed by (test function, loss): every parametrization of that pair is skipped. Keep this list
 # short and shrinking: an entry is open work, not a decision (see the issue tracker).
-KNOWN_DIFFERENCES = {
-    ("test_other_dtypes_follow_torch", name): (
-        "integer or bool arrays where torch accepts them: torch's per-loss rules (which integer "
-        "arguments promote, result dtypes, bool targets) are not all reproduced yet"
-    )
-    for name in ("gaussian_nll_loss", "hinge_embedding_loss", "huber_loss", "l1_loss", "margin_ranking_loss",
-                 "mse_loss", "multilabel_soft_margin_loss", "poisson_nll_loss", "smooth_l1_loss")
+KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
 }
-KNOWN_DIFFERENCES.update({
-    ("test_extremes", "multi_margin_loss"): "gradient rows with +-inf/nan scores still differ from torch's kernel",
-    ("test_extremes", "multilabel_margin_loss"): (
-        "gradient with duplicated target labels at extreme scores differs by a factor from torch's kernel"
-    ),
-    ("test_extremes", "poisson_nll_loss"): "full=True target gradient at inf/nan targets differs from torch's 0*inf",
-    ("test_kinks_in_float64_parity", "poisson_nll_loss"): "full=True target gradient at inf/nan targets differs",
-    ("test_extremes", "binary_cross_entropy_with_logits"): (
-        "pos_weight with infinite logits: target gradient nan where torch gives inf"
-    ),
-    ("test_extremes", "multilabel_soft_margin_loss"): "weight times an infinite term: nan where torch gives inf",
-    ("test_scalar_options", "gaussian_nll_loss"): "a non-finite eps is handled differently from torch",
-})
 
 
 KNOWN_CASES = {

@@ -352,11 +352,13 @@ def make_args(
 
 
 def differentiable_names(spec: lang.Loss, args: dict[str, Any]) -> list[str]:
-    """The arguments torch differentiates: differentiable Tensors given as arrays, and class
+    """The arguments torch differentiates: differentiable Tensors given as float arrays (torch
+    cannot differentiate integer or bool tensors, and losscc returns None for them), and class
     probability targets."""
     names = []
     for p in spec.params:
-        if isinstance(p, lang.Tensor) and p.differentiable and isinstance(args.get(p.name), np.ndarray):
+        value = args.get(p.name)
+        if isinstance(p, lang.Tensor) and p.differentiable and isinstance(value, np.ndarray) and value.dtype.kind == "f":
             names.append(p.name)
         elif ClassTarget is not None and isinstance(p, ClassTarget):
             value = args.get(p.name)

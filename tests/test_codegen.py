@@ -56,6 +56,9 @@ def test_printer_primitives_call_the_runtime():
         if primitive.__name__ == "indicator":
             args = (x > 0,)
         code = to_code(primitive(*args))
+        if primitive.__name__ == "two_forms":  # printed as its value form, no call
+            assert code == "(x)", code
+            continue
         assert code.startswith(f"rt.{primitive.NUMBA.name}("), code
 
 

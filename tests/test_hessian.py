@@ -24,6 +24,7 @@ NAMESPACE = {
     "clamp_min_ad": lambda z, lo: lo if z < lo else z,
     "bce_term": lambda x, y: -(y * max(math.log(x), -100.0) + (1 - y) * max(math.log1p(-x), -100.0)),
     "indicator": lambda c: 1.0 if c else 0.0,
+    "two_forms": lambda value, differentiated: value,
     "where": lambda c, x, y: x if c else y,
     "DiracDelta": lambda *args: 0.0,  # second derivative of |d| away from d = 0
     "Heaviside": lambda x, *args: 1.0 if x > 0 else (0.0 if x < 0 else 0.5),

@@ -31,6 +31,8 @@ REWRITES = {
                      lambda r: {a: r.uniform(-3, 3), b: r.uniform(-3, 3)}),
     # straight-through: the derivative is that of the identity in v, zero in lo
     "clamp_min_st": (lambda: P.clamp_min_st(a, b), lambda: a, (a, b), lambda r: {a: r.uniform(-3, 3), b: r.uniform(-3, 3)}),
+    # evaluated as its first argument, differentiated as its second
+    "two_forms": (lambda: P.two_forms(a, b), lambda: b, (a, b), lambda r: {a: r.uniform(-3, 3), b: r.uniform(-3, 3)}),
 }
 
 
@@ -167,6 +169,13 @@ def test_other_helpers():
     assert rt.ratio(1.0, 4.0) == 0.25
     assert rt.indicator(True) == 1.0 and rt.indicator(False) == 0.0
     assert rt.where(True, 1.0, 2.0) == 1.0 and rt.where(False, 1.0, 2.0) == 2.0
+    assert rt.two_forms(1.0, 2.0) == 1.0
+
+
+def test_two_forms_prints_its_value_form_in_parentheses():
+    from compiler.printer import to_code
+
+    assert to_code(sympy.Symbol("w") * P.two_forms(a + b, a * b)) == "w*(a + b)"
 
 
 # ---------------------------------------------------------------------------------------------
