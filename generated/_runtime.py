@@ -325,6 +325,20 @@ def sum_to_shape(grad, shape):
     return np.sum(grad, axis=axes, dtype=np.float64).reshape(shape)
 
 
+def into_out(grads, given, names):
+    """The gradients, copied into the caller's out arrays where the kernel could not write them
+    directly (a broadcast argument, a narrower dtype); the out arrays themselves are returned."""
+    result = []
+    for name, grad in zip(names, grads):
+        target = given.get(name)
+        if target is not None:
+            if not np.shares_memory(target, grad):
+                np.copyto(target, grad)
+            grad = target
+        result.append(grad)
+    return tuple(result)
+
+
 def checked_grad_output(grad_output, loss_shape, reduced):
     """grad_output as an array: the unreduced loss's shape for 'none', one value otherwise."""
     grad_output = as_array("grad_output", grad_output)
@@ -667,15 +681,16 @@ class ElementwiseLoss:
         fused(*flat, *self.scalars(call), go, scale, use_array, go[:0], partials, nchunks, False, *grads)
         return self.shape_grads(call, grads, dtype)
 
-    def value_and_grad(self, values):
+    def value_and_grad(self, values, out=None):
         call = self.bind(values)
         dtype = self.dtype(call)
+        given = self.checked_out(call, out)
         flat = self.flat(call, dtype)
         fused = self.kernels(call)[1]
         n = math.prod(call.shape)
         nchunks = chunk_count(n)
         partials = np.zeros(nchunks, dtype=np.float64)
-        grads = [np.empty(n, dtype=dtype) for _ in self.differentiable]
+        grads = [self.gradient_buffer(given.get(name), call.shape, dtype).reshape(-1) for name in self.differentiable]
         if call.reduction == "none":
             out = np.empty(n, dtype=dtype)
             fused(*flat, *self.scalars(call), out[:0], 1.0, False, out, partials, nchunks, True, *grads)
@@ -685,7 +700,55 @@ class ElementwiseLoss:
             empty = np.empty(0, dtype=dtype)
             fused(*flat, *self.scalars(call), empty, coefficient, False, empty, partials, nchunks, False, *grads)
             value = np.asarray(self.reduce(call, partials), dtype=dtype)
-        return self.in_result_dtype(call, value), self.shape_grads(call, grads, dtype)
+        return self.in_result_dtype(call, value), into_out(self.shape_grads(call, grads, dtype), given, self.required)
+
+    # ---- preallocated gradients (value_and_grad's out=) --------------------------------------
+    def gradient_names(self, call, differentiable):
+        """The required arguments that get a gradient array (the others get None)."""
+        return [
+            name for name in self.required
+            if name in differentiable and call.values.get(name) is not None
+            and name not in call.no_grad and call.original_dtypes[name].kind == "f"
+        ]
+
+    def checked_out(self, call, out, differentiable=None):
+        """{name: array} of the caller's out= tuple, one entry per required argument: an array
+        shaped and typed like the gradient (the argument), C-contiguous and writeable, or None
+        exactly where the gradient is None. Checked before any kernel runs."""
+        if out is None:
+            return {}
+        if not isinstance(out, (tuple, list)) or len(out) != len(self.required):
+            raise ValueError("out must be a tuple of {} entries, one per argument ({}), got {}".format(
+                len(self.required), ", ".join(self.required),
+                "{} entries".format(len(out)) if isinstance(out, (tuple, list)) else type(out).__name__))
+        wanted = self.gradient_names(call, self.differentiable if differentiable is None else differentiable)
+        given = {}
+        for name, array in zip(self.required, out):
+            if name not in wanted:
+                if array is not None:
+                    raise ValueError("out entry for {} must be None: it has no gradient here".format(name))
+                continue
+            shape, dtype = call.original_shapes[name], call.original_dtypes[name]
+            if not isinstance(array, np.ndarray):
+                raise ValueError("out entry for {} must be an array of shape {} and dtype {}, got {}".format(
+                    name, fmt_shape(shape), dtype, type(array).__name__))
+            if array.shape != tuple(shape) or array.dtype != dtype:
+                raise ValueError("out entry for {} has shape {} and dtype {}; the gradient has shape {} and dtype {}".format(
+                    name, fmt_shape(array.shape), array.dtype, fmt_shape(shape), dtype))
+            if not array.flags.c_contiguous or not array.flags.writeable:
+                raise ValueError("out entry for {} must be C-contiguous and writeable".format(name))
+            if any(np.shares_memory(array, v) for v in call.raw.values() if isinstance(v, np.ndarray)):
+                raise ValueError("out entry for {} overlaps an argument: inputs are never written".format(name))
+            given[name] = array
+        return given
+
+    @staticmethod
+    def gradient_buffer(target, shape, dtype):
+        """Where the kernel writes a gradient: the caller's array when it is exactly the kernel's
+        (same shape and dtype: no copy, no fresh pages), else a fresh one."""
+        if target is not None and target.shape == tuple(shape) and target.dtype == dtype:
+            return target.reshape(shape)
+        return np.empty(shape, dtype=dtype)
 
     def shape_grads(self, call, grads, dtype):
         by_name = dict(zip(self.differentiable, grads))
@@ -825,10 +888,13 @@ class RowLoss(ElementwiseLoss):
         forward(*arrays, *scalars, ignore, np.empty((1,) * len(out_shape), dtype=dtype), partials, nchunks, False)
         return np.asarray(self.reduce(call, partials), dtype=dtype)
 
-    def run_fused(self, values, grad_output):
+    def run_fused(self, values, grad_output, out_grads=None):
         call, dtype, _, fused, arrays, scalars, ignore, shape, nchunks, differentiable = self.setup(values)
+        given = self.checked_out(call, out_grads, differentiable)
         partials = np.zeros(nchunks, dtype=np.float64)
-        grads = [np.empty(arrays[0].shape, dtype=dtype) for _ in differentiable]
+        input_shape = call["input"].shape
+        grads = [self.gradient_buffer(given.get(name), input_shape, dtype).reshape(arrays[0].shape)
+                 for name in differentiable]
         out_shape = arrays[0].shape[:1] if arrays[0].ndim == 2 else (arrays[0].shape[0], arrays[0].shape[2])
         out = np.empty(out_shape, dtype=dtype)
         store = call.reduction == "none"
@@ -856,10 +922,10 @@ class RowLoss(ElementwiseLoss):
             grad = sum_to_shape(grad.reshape(call["input"].shape), call[name].shape)  # a broadcast target
             own = call.original_dtypes[name]
             result.append(np.asarray(grad.reshape(call.original_shapes[name]), dtype=own if own.kind == "f" else dtype))
-        return value, tuple(result)
+        return value, into_out(result, given, self.required)
 
     def backward(self, grad_output, values):
         return self.run_fused(values, grad_output)[1]
 
-    def value_and_grad(self, values):
-        return self.run_fused(values, None)
+    def value_and_grad(self, values, out=None):
+        return self.run_fused(values, None, out_grads=out)
