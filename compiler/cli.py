@@ -1,4 +1,4 @@
-"""The ``losscc`` command: build, build --check, list."""
+"""The ``losscc`` command: build, build --check, build --warm, warm, list, demo."""
 from __future__ import annotations
 
 import argparse
@@ -33,6 +33,23 @@ def build(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     print(f"{len(written)} of {len(files)} files changed ({time.perf_counter() - started:.1f} s)")
+    return warm(args) if args.warm else 0
+
+
+def warm(args: argparse.Namespace) -> int:
+    """Compile every kernel into Numba's cache, so a fresh process loads instead of compiling."""
+    from .warm import warm as warm_package
+
+    started = time.perf_counter()
+    report = warm_package(Path(args.out), Path(args.specs))
+    for name, seconds in report.seconds.items():
+        print(f"warm {name}: {report.signatures[name]} kernel signatures ({seconds:.1f} s)")
+    for name, reason in report.skipped.items():
+        print(f"not warmed {name}: {reason}")
+    if report.not_compiled:
+        print(f"kernels no valid call reached (not cached): {', '.join(report.not_compiled)}")
+    print(f"warmed {len(report.seconds)} losses, {sum(report.signatures.values())} kernel signatures "
+          f"in {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -57,14 +74,11 @@ def list_losses(args: argparse.Namespace) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     """A short tour of the built package: forward, backward and fused calls on random data."""
-    import importlib
-    import sys
-
     import numpy as np
 
-    package = Path(args.out).resolve()
-    sys.path.insert(0, str(package.parent))
-    generated = importlib.import_module(package.name)
+    from .warm import import_package
+
+    generated = import_package(Path(args.out))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 5)).astype(np.float32)
     y = rng.standard_normal((4, 5)).astype(np.float32)
@@ -85,15 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     build_parser = commands.add_parser("build", help="regenerate the package and the docs from the specs")
     build_parser.add_argument("--check", action="store_true", help="render in memory; exit 1 listing files that differ")
+    build_parser.add_argument("--warm", action="store_true", help="then compile every kernel into Numba's cache")
     list_parser = commands.add_parser("list", help="the losses, their parameters and their documentation")
     demo_parser = commands.add_parser("demo", help="call a few compiled losses on random data")
-    for sub in (build_parser, list_parser, demo_parser):
+    warm_parser = commands.add_parser("warm", help="compile every kernel of the built package into Numba's cache")
+    for sub in (build_parser, list_parser, demo_parser, warm_parser):
         sub.add_argument("--specs", default="specs", help="directory of spec files (default: specs)")
         sub.add_argument("--out", default="generated", help="output package directory (default: generated)")
         sub.add_argument("--docs", default="docs", help="documentation directory (default: docs)")
     args = parser.parse_args(argv)
     try:
-        return {"build": build, "list": list_losses, "demo": demo}[args.command](args)
+        return {"build": build, "list": list_losses, "demo": demo, "warm": warm}[args.command](args)
     except SpecError as error:
         print(f"losscc: error: {error}", file=sys.stderr)
         return 2

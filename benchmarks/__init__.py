@@ -1,0 +1,1 @@
+"""Benchmarks of the generated losses against torch eager and torch.compile: ``python -m benchmarks``."""

@@ -1,0 +1,388 @@
+"""The benchmark suite: losscc's fused value_and_grad against torch eager forward+backward and
+torch.compile of the same, and against the memory roofline, measured in one run.
+
+Every case (loss, dtype, size) times its contenders interleaved: each round calls each contender
+once, in a rotating order, so that a noisy neighbour or a frequency change hits all of them
+alike; the result is the median over rounds. The roofline is the bytes a case must move (every
+input read once, every gradient written once) over the bandwidth of a parallel triad that runs
+as one more contender in every case.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numba
+import numpy as np
+import torch
+
+import generated
+from compiler.lang import ClassTarget, Loss, Tensor
+from compiler.load import load_spec
+from compiler.printer import SpecError
+from compiler.warm import KINDS_WITH_EXAMPLES, example_call
+
+from .startup import measure_startup
+
+ROOT = Path(__file__).resolve().parent.parent
+THREADS = 2
+ELEMENTWISE_SIZES = ("1e4", "1e6", "1e7")
+ROW_SIZES = ("4096x1000", "65536x32", "512x32000")  # (N, C): many classes, few classes, huge vocabulary
+QUICK_LOSSES = ("mse_loss", "binary_cross_entropy_with_logits", "cross_entropy")
+QUICK_SIZES = ("1e6", "4096x1000")
+MIN_SAMPLE_S = 2e-3  # a sample repeats a fast call until it lasts this long: the timer's noise stays small
+TRIAD_ELEMENTS = 10_000_000  # 240 MB of float64 touched: far beyond the caches
+
+
+@numba.njit(parallel=True, cache=True)
+def triad(a: np.ndarray, b: np.ndarray, c: np.ndarray, s: float) -> None:
+    for i in numba.prange(a.shape[0]):
+        a[i] = b[i] + s * c[i]
+
+
+def triad_contender() -> tuple[Callable[[], object], int]:
+    """A parallel triad over float64 arrays and the bytes it moves (2 read, 1 written, as the
+    reference counts them)."""
+    a, b, c = (np.full(TRIAD_ELEMENTS, value) for value in (0.0, 1.0, 2.0))
+    triad(a, b, c, 0.5)
+    return (lambda: triad(a, b, c, 0.5)), 3 * a.nbytes
+
+
+@dataclass(frozen=True)
+class Case:
+    loss: str
+    dtype: str
+    size: str  # '1e6' (elements) or '4096x1000' (rows x classes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(float(part)) for part in self.size.split("x"))
+
+
+@dataclass
+class Result:
+    case: Case
+    kind: str = ""
+    bytes_moved: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # median per contender
+    compile_s: float | None = None
+    notes: dict[str, str] = field(default_factory=dict)  # contender or 'case': why it did not run
+    agrees: bool | None = None  # losscc's loss value equals torch's (a benchmark of a wrong result is void)
+
+    def ratio(self, numerator: str, denominator: str) -> float | None:
+        if numerator in self.seconds and denominator in self.seconds:
+            return self.seconds[numerator] / self.seconds[denominator]
+        return None
+
+
+def median_times(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Seconds per call, median over rounds; each round runs every contender once, rotating."""
+    repeats = {}
+    for name, call in contenders.items():
+        started = time.perf_counter()
+        call()
+        repeats[name] = max(1, math.ceil(MIN_SAMPLE_S / max(time.perf_counter() - started, 1e-9)))
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            call, count = contenders[name], repeats[name]
+            started = time.perf_counter()
+            for _ in range(count):
+                call()
+            samples[name].append((time.perf_counter() - started) / count)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def torch_compile_first_use() -> float | str:
+    """Seconds torch.compile spends on its first graph in a process (importing and setting up
+    dynamo and inductor), so that each case's compile time is its own graph's; or why it failed."""
+    try:
+        started = time.perf_counter()
+        torch.compile(torch.sin, dynamic=False)(torch.ones(4))
+        return time.perf_counter() - started
+    except Exception as error:  # noqa: BLE001 - reported; the cases then report their own failures
+        return f"failed: {type(error).__name__}: {str(error).splitlines()[0][:160]}"
+
+
+def accepts_out(function: Callable[..., Any]) -> bool:
+    parameter = inspect.signature(function).parameters.get("out")
+    return parameter is not None and parameter.kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def torch_call(spec: Loss, positional: list[Any], keywords: dict[str, Any]) -> tuple[list[Any], dict[str, Any], list[Any]]:
+    """The same call in torch: tensors sharing the numpy arrays, and the ones autograd differentiates."""
+    tensors = [torch.from_numpy(array) for array in positional]
+    required = [p for p in spec.params if isinstance(p, (Tensor, ClassTarget))]
+    differentiable = []
+    for param, tensor in zip(required, tensors):
+        if tensor.is_floating_point() and (isinstance(param, ClassTarget) or param.differentiable):
+            tensor.requires_grad_(True)
+            differentiable.append(tensor)
+    torch_keywords = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in keywords.items()}
+    return tensors, torch_keywords, differentiable
+
+
+def run_case(case: Case, spec: Loss, rounds: int, compile_torch: bool, probe: tuple[Callable[[], object], int],
+             call_budget_s: float) -> Result:
+    result = Result(case, kind=spec.kind)
+    rng = np.random.default_rng(0)
+    positional, keywords = example_call(spec, case.shape, np.dtype(case.dtype), rng)
+    ours = getattr(generated, spec.name + "_value_and_grad")
+    if spec.kind == "row":
+        # some kernels grow faster than N*C (pairs of classes): estimate a call from 1 and 2 rows
+        per_row = row_cost(spec, case, ours, rng)
+        if per_row * case.shape[0] > call_budget_s:
+            result.notes["case"] = f"skipped: losscc would take about {per_row * case.shape[0]:.0f} s per call"
+            return result
+    value, grads = ours(*positional, **keywords)
+    arrays = positional + [v for v in keywords.values() if isinstance(v, np.ndarray)]
+    result.bytes_moved = sum(a.nbytes for a in arrays) + sum(g.nbytes for g in grads if g is not None)
+
+    function = getattr(torch.nn.functional, spec.torch_name or spec.name)
+    tensors, torch_keywords, differentiable = torch_call(spec, positional, keywords)
+
+    def torch_step(forward: Callable[..., Any]) -> Callable[[], object]:
+        return lambda: torch.autograd.grad(forward(*tensors, **torch_keywords), differentiable)
+
+    reference = function(*tensors, **torch_keywords).detach().numpy()
+    tolerance = 1e-4 if case.dtype == "float32" else 1e-10
+    result.agrees = bool(np.allclose(value, reference, rtol=tolerance, atol=tolerance))
+    contenders: dict[str, Callable[[], object]] = {
+        "losscc": lambda: ours(*positional, **keywords),
+        "torch_eager": torch_step(function),
+        "triad": probe[0],
+    }
+    if accepts_out(ours):
+        out = tuple(None if g is None else np.empty_like(g) for g in grads)
+        contenders["losscc_out"] = lambda: ours(*positional, **keywords, out=out)
+    else:
+        result.notes["losscc_out"] = "n/a: value_and_grad takes no out="
+    if compile_torch:
+        try:
+            torch._dynamo.reset()  # a fresh cache per case: no recompile limit across sizes
+            compiled = torch.compile(function, dynamic=False)
+            started = time.perf_counter()
+            torch_step(compiled)()  # compiles the forward and, on first backward, the backward graph
+            result.compile_s = time.perf_counter() - started
+            contenders["torch_compile"] = torch_step(compiled)
+        except Exception as error:  # noqa: BLE001 - any failure of torch.compile is reported, not fatal
+            result.notes["torch_compile"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:160]}"
+    else:
+        result.notes["torch_compile"] = "not run (--no-compile)"
+    result.seconds = median_times(contenders, rounds)
+    return result
+
+
+def row_cost(spec: Loss, case: Case, ours: Callable[..., Any], rng: np.random.Generator) -> float:
+    def seconds_for(rows: int) -> float:
+        positional, keywords = example_call(spec, (rows,) + case.shape[1:], np.dtype(case.dtype), rng)
+        ours(*positional, **keywords)  # compiles (or loads) the kernel outside the clock
+        return statistics.median(timed(lambda: ours(*positional, **keywords)) for _ in range(3))
+
+    return max(0.0, seconds_for(2) - seconds_for(1))
+
+
+def timed(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def add_roofline(results: list[Result], probe_bytes: int) -> float:
+    """The run's bandwidth (median of every case's triad) and each case's roofline time."""
+    triads = [r.seconds["triad"] for r in results if "triad" in r.seconds]
+    bandwidth = probe_bytes / statistics.median(triads) if triads else float("nan")
+    for r in results:
+        if r.bytes_moved and "losscc" in r.seconds:
+            r.seconds["roofline"] = r.bytes_moved / bandwidth
+    return bandwidth
+
+
+RATIOS = (  # (column, numerator, denominator): above 1 for eager/compile means losscc is faster
+    ("eager/losscc", "torch_eager", "losscc"),
+    ("compile/losscc", "torch_compile", "losscc"),
+    ("losscc/roofline", "losscc", "roofline"),
+    ("out=/roofline", "losscc_out", "roofline"),
+)
+
+
+def table(results: list[Result]) -> str:
+    header = f"{'loss':34} {'dtype':8} {'size':10} " + " ".join(f"{c:>15}" for c, _, _ in RATIOS) + f" {'losscc ms':>10} {'compile s':>9}"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        prefix = f"{r.case.loss:34} {r.case.dtype:8} {r.case.size:10} "
+        if "case" in r.notes:
+            lines.append(prefix + r.notes["case"])
+            continue
+        cells = []
+        for _, numerator, denominator in RATIOS:
+            ratio = r.ratio(numerator, denominator)
+            cells.append(f"{ratio:15.2f}" if ratio is not None else f"{'n/a':>15}")
+        compile_s = f"{r.compile_s:9.1f}" if r.compile_s is not None else f"{'-':>9}"
+        mark = "" if r.agrees else "  (losscc's value differs from torch's!)"
+        lines.append(prefix + " ".join(cells) + f" {r.seconds['losscc'] * 1e3:10.3f} {compile_s}{mark}")
+    return "\n".join(lines)
+
+
+def to_json(results: list[Result], bandwidth: float, first_compile: float | str | None, startup: dict[str, Any] | None,
+            skipped: dict[str, str]) -> dict[str, Any]:
+    return {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": THREADS,
+                    "python": platform.python_version(), "torch": torch.__version__, "numba": numba.__version__,
+                    "numpy": np.__version__},
+        "bandwidth_gb_s": bandwidth / 1e9,
+        "torch_compile_first_use_s": first_compile,
+        "cases": [
+            {"loss": r.case.loss, "kind": r.kind, "dtype": r.case.dtype, "size": r.case.size,
+             "shape": list(r.case.shape), "bytes_moved": r.bytes_moved, "seconds": r.seconds,
+             "torch_compile_s": r.compile_s, "agrees_with_torch": r.agrees, "notes": r.notes,
+             "ratios": {column: r.ratio(n, d) for column, n, d in RATIOS}}
+            for r in results
+        ],
+        "skipped_losses": skipped,
+        "startup": startup,
+    }
+
+
+def chart(results: list[Result], path: Path) -> None:
+    """Speedup of losscc over torch eager and torch.compile per loss: one panel per dtype and
+    baseline, one bar per size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dtypes = sorted({r.case.dtype for r in results})
+    losses = sorted({r.case.loss for r in results})
+    sizes = list(dict.fromkeys(r.case.size for r in results))
+    baselines = (("torch_eager", "torch eager"), ("torch_compile", "torch.compile"))
+    figure, axes = plt.subplots(len(baselines), len(dtypes), figsize=(max(8, 1.1 * len(losses)) * len(dtypes), 9),
+                                squeeze=False)
+    width = 0.8 / len(sizes)
+    for row, (baseline, label) in enumerate(baselines):
+        for column, dtype in enumerate(dtypes):
+            axis = axes[row][column]
+            for k, size in enumerate(sizes):
+                speedups = []
+                for loss in losses:
+                    match = [r for r in results if (r.case.loss, r.case.dtype, r.case.size) == (loss, dtype, size)]
+                    ratio = match[0].ratio(baseline, "losscc") if match else None
+                    speedups.append(ratio if ratio is not None else math.nan)
+                axis.bar([i + k * width for i in range(len(losses))], speedups, width, label=size)
+            axis.axhline(1.0, color="black", linewidth=0.8)  # above: losscc is faster
+            axis.set_yscale("log")
+            axis.set_xticks([i + 0.4 - width / 2 for i in range(len(losses))], losses, rotation=45, ha="right", fontsize=8)
+            axis.set_ylabel(f"{label} time / losscc time")
+            axis.set_title(f"speedup over {label}, {dtype}")
+            axis.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def load_benchmarked_specs(names: list[str]) -> tuple[dict[str, Loss], dict[str, str]]:
+    """The spec of each loss to run, and the losses skipped with the reason."""
+    specs, skipped = {}, {}
+    for name in names:
+        try:
+            spec = load_spec(ROOT / "specs" / f"{name}.py").spec
+        except SpecError as error:
+            skipped[name] = str(error)
+            continue
+        if spec.kind not in KINDS_WITH_EXAMPLES:
+            skipped[name] = f"no benchmark inputs for kind {spec.kind!r}"
+        else:
+            specs[name] = spec
+    return specs, skipped
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: {', '.join(QUICK_LOSSES)} at {', '.join(QUICK_SIZES)}, float32, 10 rounds")
+    parser.add_argument("--losses", help="comma-separated loss names (default: every loss in generated.LOSSES)")
+    parser.add_argument("--sizes", help="comma-separated: elements for elementwise losses (1e6), NxC for class-axis "
+                                        f"losses (default: {','.join(ELEMENTWISE_SIZES + ROW_SIZES)})")
+    parser.add_argument("--dtypes", default="float32,float64", help="comma-separated (default: float32,float64)")
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds per case (default: 30)")
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--no-startup", action="store_true", help="skip the fresh-process cold-start measurement")
+    parser.add_argument("--call-budget", type=float, default=2.0,
+                        help="skip a case where one losscc call would take longer, in seconds (default: 2)")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/latest.json", help="JSON output path")
+    parser.add_argument("--png", type=Path, default=ROOT / "benchmarks/results/speedup.png",
+                        help="bar chart path (needs matplotlib: pip install -e '.[bench]')")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.losses = args.losses or ",".join(QUICK_LOSSES)
+        args.sizes = args.sizes or ",".join(QUICK_SIZES)
+        args.dtypes = "float32"
+        args.rounds = min(args.rounds, 10)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    warnings.simplefilter("ignore")  # torch's and numba's advisories would interleave with the table
+    torch.set_num_threads(THREADS)
+    numba.set_num_threads(THREADS)
+    names = args.losses.split(",") if args.losses else list(generated.LOSSES)
+    unknown = sorted(set(names) - set(generated.LOSSES))
+    if unknown:
+        print(f"unknown losses {unknown}; generated has {', '.join(generated.LOSSES)}", file=sys.stderr)
+        return 2
+    specs, skipped = load_benchmarked_specs(names)
+    sizes = args.sizes.split(",") if args.sizes else list(ELEMENTWISE_SIZES + ROW_SIZES)
+    cases = [Case(name, dtype, size) for name, spec in specs.items() for dtype in args.dtypes.split(",")
+             for size in sizes if ("x" in size) == (spec.kind == "row")]
+    probe = triad_contender()
+    first_compile = None if args.no_compile else torch_compile_first_use()
+    results = []
+    for case in cases:
+        print(f"{case.loss} {case.dtype} {case.size} ...", file=sys.stderr, flush=True)
+        results.append(run_case(case, specs[case.loss], args.rounds, not args.no_compile, probe, args.call_budget))
+    bandwidth = add_roofline(results, probe[1])
+    startup = None
+    if not args.no_startup and specs:
+        name, spec = next(iter(specs.items()))
+        positional, keywords = example_call(spec, (4, 8) if spec.kind == "row" else (1000,), np.dtype(np.float32),
+                                            np.random.default_rng(0))
+        startup = measure_startup(name, positional, keywords)
+    print(table(results))
+    print(f"\nmemory bandwidth (parallel triad, median over cases): {bandwidth / 1e9:.1f} GB/s; threads: {THREADS}")
+    if first_compile is not None:
+        described = f"{first_compile:.1f} s" if isinstance(first_compile, float) else first_compile
+        print(f"torch.compile first use in the process (before the cases' own compile times): {described}")
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+    notes = sorted({f"{contender}: {note}" for r in results for contender, note in r.notes.items() if contender != "case"})
+    for note in notes:
+        print(f"note {note}")
+    if startup:
+        warm, cold = startup["warm_cache"], startup["empty_cache"]
+        print(f"\nstartup, {startup['loss']} float32 in a fresh process: warm cache import {warm['import_s']:.2f} s + "
+              f"first call {warm['first_call_s']:.2f} s = {warm['import_plus_first_call_s']:.2f} s (target < 0.6 s); "
+              f"empty cache: first call (compiles) {cold['first_call_s']:.1f} s")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(to_json(results, bandwidth, first_compile, startup, skipped), indent=1))
+    print(f"wrote {args.json}")
+    try:
+        chart(results, args.png)
+        print(f"wrote {args.png}")
+    except ImportError:
+        print("no chart: matplotlib is not installed (pip install -e '.[bench]')")
+    return 0
