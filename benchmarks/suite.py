@@ -39,7 +39,7 @@ THREADS = 2
 ELEMENTWISE_SIZES = ("1e4", "1e6", "1e7")
 ROW_SIZES = ("4096x1000", "65536x32", "512x32000")  # (N, C): many classes, few classes, huge vocabulary
 QUICK_LOSSES = ("mse_loss", "binary_cross_entropy_with_logits", "cross_entropy")
-QUICK_SIZES = ("1e6", "4096x1000")
+QUICK_SIZES = ("1e6", "1e7", "4096x1000")  # 1e7: where out= meets the roofline
 MIN_SAMPLE_S = 2e-3  # a sample repeats a fast call until it lasts this long: the timer's noise stays small
 TRIAD_ELEMENTS = 10_000_000  # 240 MB of float64 touched: far beyond the caches
 
