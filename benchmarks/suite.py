@@ -260,6 +260,7 @@ def chart(results: list[Result], path: Path) -> None:
     """Speedup of losscc over torch eager and torch.compile per loss: one panel per dtype and
     baseline, one bar per size."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -283,6 +284,10 @@ def chart(results: list[Result], path: Path) -> None:
                 axis.bar([i + k * width for i in range(len(losses))], speedups, width, label=size)
             axis.axhline(1.0, color="black", linewidth=0.8)  # above: losscc is faster
             axis.set_yscale("log")
+            # ticks at 0.1, 0.2, 0.5, 1, 2, 5 ... written as such rather than 5x10^-1
+            axis.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            axis.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             axis.set_xticks([i + 0.4 - width / 2 for i in range(len(losses))], losses, rotation=45, ha="right", fontsize=8)
             axis.set_ylabel(f"{label} time / losscc time")
             axis.set_title(f"speedup over {label}, {dtype}")
