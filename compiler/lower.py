@@ -353,7 +353,10 @@ class _RowLowering:
             lambda n: views[n.base][n.indices],
         )
         expr = expr.subs(self.classes, sympy.Symbol("C", real=True))
-        return to_code(expr)
+        # exp in the data's precision: float32 rows get float32 exponentials (softmax terms, whose
+        # argument x - max torch rounds to float32 as well): 3x cheaper than float64 ones alone,
+        # 13% on cross_entropy (4096, 1000) single-threaded, where loads and the loops cost the rest
+        return to_code(expr, like=f"{self.variant.arrays[0]}_a")
 
     def body(self, with_loss: bool, with_gradients: bool) -> RowBody:
         exprs: list[sympy.Expr] = [self.variant.loss] if with_loss else []

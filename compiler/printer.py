@@ -139,9 +139,23 @@ class KernelPrinter(PythonCodePrinter):  # type: ignore[misc]
         return "False"
 
 
+class PrecisionPrinter(KernelPrinter):
+    """exp in the precision of the kernel's data: ``rt.exp_as(x, like)`` computes a float32 exp
+    when the array ``like`` holds float32 (its result is then accurate to float32, the precision
+    of the output), the float64 one otherwise."""
+
+    def __init__(self, like: str) -> None:
+        super().__init__()
+        self.like = like
+
+    def _print_exp(self, expr: Any) -> str:
+        return f"rt.exp_as({self._print(expr.args[0])}, {self.like})"
+
+
 _PRINTER = KernelPrinter()
 
 
-def to_code(expr: sympy.Expr) -> str:
-    """The Numba source of one scalar expression."""
-    return str(_PRINTER.doprint(expr))
+def to_code(expr: sympy.Expr, like: str = "") -> str:
+    """The Numba source of one scalar expression; with ``like`` (the name of a kernel array),
+    exponentials are computed in that array's precision."""
+    return str((PrecisionPrinter(like) if like else _PRINTER).doprint(expr))

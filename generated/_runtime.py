@@ -6,6 +6,7 @@ import math
 import warnings
 
 import numba
+import numba.extending
 import numpy as np
 
 # Reassociation lets LLVM vectorize the float64 accumulations. No 'nsz': with it, reassoc also
@@ -73,6 +74,47 @@ def fast_exp(x):
     result = math.inf if x > EXP_OVERFLOW else result
     result = 0.0 if x < EXP_UNDERFLOW else result
     return x if x != x else result
+
+
+# float32 exp for float32 data (twice the vector lanes of float64): Cody-Waite reduction by ln 2 in
+# two float32 parts, a degree-7 polynomial (Cephes expf), 2**k applied in two halves so that
+# denormal results round once. At most 2 ulp of float32, libm's inf/0/nan/denormal results
+# (tests/test_fast_math.py); 3x faster than fast_exp over 4e6 elements (3.6 vs 11 ms, serial).
+F32 = np.float32
+EXPF_LN2_HI = F32(0.693359375)
+EXPF_LN2_LO = F32(-2.12194440e-4)
+EXPF_INV_LN2 = F32(1.4426950408889634)
+EXPF_P = (F32(1.9875691500e-4), F32(1.3981999507e-3), F32(8.3334519073e-3), F32(4.1665795894e-2),
+          F32(1.6666665459e-1), F32(5.0000001201e-1))
+EXPF_OVERFLOW = F32(88.72283905206835)  # above: expf(x) rounds to inf
+EXPF_UNDERFLOW = F32(-103.97208)  # below: expf(x) rounds to 0
+
+
+@numba.njit(**JIT_HELPER)
+def fast_exp32(x):
+    xc = min(max(x, F32(-104.0)), F32(89.0))
+    k = np.floor(xc * EXPF_INV_LN2 + F32(0.5))
+    r = xc - k * EXPF_LN2_HI - k * EXPF_LN2_LO
+    p0, p1, p2, p3, p4, p5 = EXPF_P
+    p = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * r * r + r + F32(1.0)
+    ki = np.int32(k)
+    half = ki >> 1
+    scaled = p * np.int32((half + 127) << 23).view(np.float32) * np.int32((ki - half + 127) << 23).view(np.float32)
+    result = F32(np.inf) if x > EXPF_OVERFLOW else scaled
+    result = F32(0.0) if x < EXPF_UNDERFLOW else result
+    return x if x != x else result
+
+
+def exp_as(x, like):
+    """exp(x) in the precision of the array ``like``: the kernels' data type decides."""
+    return math.exp(x)
+
+
+@numba.extending.overload(exp_as, jit_options=JIT_HELPER)
+def _exp_as(x, like):
+    if isinstance(like, numba.types.Array) and like.dtype == numba.types.float32:
+        return lambda x, like: np.float64(fast_exp32(np.float32(x)))
+    return lambda x, like: fast_exp(x)
 
 
 SQRT2 = 1.4142135623730951

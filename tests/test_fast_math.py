@@ -96,3 +96,56 @@ def test_special_values_as_libm(name):
             assert ours == theirs, (name, value, ours, theirs)  # exact zeros, infinities, denormals
         else:
             assert abs(ours - theirs) <= 2 * np.spacing(abs(theirs)), (name, value, ours, theirs)
+
+
+# ---------------------------------------------------------------------------------------------
+# float32 exp, used for float32 data (rt.exp_as dispatches on the kernel's array dtype)
+# ---------------------------------------------------------------------------------------------
+
+def _float32_ulps(got, exact):
+    """|got - exact| in units of the float32 spacing at exact (float64 exact values)."""
+    with np.errstate(over="ignore"):
+        spacing = np.spacing(np.abs(exact.astype(np.float32))).astype(np.float64)
+    return np.abs(got.astype(np.float64) - exact) / spacing
+
+
+def test_fast_exp32_within_two_ulp_of_float32():
+    generator = np.random.default_rng(32)
+    values = np.concatenate([
+        generator.uniform(-103.97, -87.3, 200_000),  # denormal results
+        generator.uniform(-87.3, 88.72, 1_000_000),
+        generator.uniform(-1.0, 1.0, 200_000),
+        generator.uniform(-1e-6, 1e-6, 10_000),
+    ]).astype(np.float32)
+    got = np.empty_like(values)
+    _vectorized(rt.fast_exp32)(values, got)
+    exact = np.exp(values.astype(np.float64))  # within 1 ulp of float64: exact at float32's scale
+    worst = _float32_ulps(got, exact).max()
+    assert worst <= 2.0, f"fast_exp32 is {worst:.3f} ulp from exp"
+
+
+def test_fast_exp32_special_values_as_libm():
+    values = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 88.72283, 88.7229, 89.0, 1e30, -103.972,
+                       -103.9721, -104.0, -1e30, np.finfo(np.float32).tiny, -np.finfo(np.float32).tiny],
+                      dtype=np.float32)
+    got = np.empty_like(values)
+    _vectorized(rt.fast_exp32)(values, got)
+    with np.errstate(over="ignore"):
+        libm = np.exp(values)  # numpy's float32 exp: inf above 88.72, 0 below -103.97
+    exact = np.exp(values.astype(np.float64))
+    for value, mine, theirs, correct in zip(values, got, libm, exact):
+        if np.isnan(theirs) or np.isinf(theirs) or theirs == 0.0:
+            assert mine == theirs or (np.isnan(mine) and np.isnan(theirs)), (value, mine, theirs)
+        else:
+            assert _float32_ulps(np.array([mine]), np.array([correct]))[0] <= 2.0, (value, mine, correct)
+
+
+def test_exp_as_follows_the_array_dtype():
+    @numba.njit(**FASTMATH)
+    def exp_like(x, like):
+        return rt.exp_as(x, like)
+
+    x = 0.1234567891234
+    assert exp_like(x, np.zeros(1)) == rt.fast_exp(x)
+    assert exp_like(x, np.zeros(1, np.float32)) == np.float64(rt.fast_exp32(np.float32(x)))
+    assert exp_like(x, np.zeros(1, np.float32)) != exp_like(x, np.zeros(1))  # the float32 path ran
