@@ -316,6 +316,20 @@ def as_array(name, value, allow_bool=False):
     return array
 
 
+def run(kernel, nchunks, *args):
+    """kernel(*args). A single chunk runs on the calling thread alone: waking the thread pool
+    for it costs more than the work, and with torch's OpenMP threads spinning in the same
+    process far more (mse 1e4: 7.5 ms instead of 0.07 ms, measured)."""
+    threads = numba.get_num_threads()
+    if nchunks > 1 or threads == 1:
+        return kernel(*args)
+    numba.set_num_threads(1)  # thread-local: other threads' calls are not affected
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(threads)
+
+
 def is_float(array):
     return array.dtype.kind == "f"
 
@@ -690,9 +704,9 @@ class ElementwiseLoss:
         partials = np.zeros(nchunks, dtype=np.float64)
         if call.reduction == "none":
             out = np.empty(n, dtype=dtype)
-            forward(*flat, *self.scalars(call), out, partials, nchunks, True)
+            run(forward, nchunks, *flat, *self.scalars(call), out, partials, nchunks, True)
             return self.in_result_dtype(call, out.reshape(call.shape))
-        forward(*flat, *self.scalars(call), partials[:0].astype(dtype), partials, nchunks, False)
+        run(forward, nchunks, *flat, *self.scalars(call), partials[:0].astype(dtype), partials, nchunks, False)
         return self.in_result_dtype(call, np.asarray(self.reduce(call, partials), dtype=dtype))
 
     def in_result_dtype(self, call, value):
@@ -720,7 +734,7 @@ class ElementwiseLoss:
             use_array = False
         grads = [np.empty(n, dtype=dtype) for _ in self.differentiable]
         partials = np.zeros(nchunks, dtype=np.float64)
-        fused(*flat, *self.scalars(call), go, scale, use_array, go[:0], partials, nchunks, False, *grads)
+        run(fused, nchunks, *flat, *self.scalars(call), go, scale, use_array, go[:0], partials, nchunks, False, *grads)
         return self.shape_grads(call, grads, dtype)
 
     def value_and_grad(self, values, out=None):
@@ -735,12 +749,12 @@ class ElementwiseLoss:
         grads = [self.gradient_buffer(given.get(name), call.shape, dtype).reshape(-1) for name in self.differentiable]
         if call.reduction == "none":
             out = np.empty(n, dtype=dtype)
-            fused(*flat, *self.scalars(call), out[:0], 1.0, False, out, partials, nchunks, True, *grads)
+            run(fused, nchunks, *flat, *self.scalars(call), out[:0], 1.0, False, out, partials, nchunks, True, *grads)
             value = out.reshape(call.shape)
         else:
             coefficient = self.coefficient(call)
             empty = np.empty(0, dtype=dtype)
-            fused(*flat, *self.scalars(call), empty, coefficient, False, empty, partials, nchunks, False, *grads)
+            run(fused, nchunks, *flat, *self.scalars(call), empty, coefficient, False, empty, partials, nchunks, False, *grads)
             value = np.asarray(self.reduce(call, partials), dtype=dtype)
         return self.in_result_dtype(call, value), into_out(self.shape_grads(call, grads, dtype), given, self.required)
 
@@ -925,9 +939,9 @@ class RowLoss(ElementwiseLoss):
         out_shape = arrays[0].shape[:1] if arrays[0].ndim == 2 else (arrays[0].shape[0], arrays[0].shape[2])
         if call.reduction == "none":
             out = np.empty(out_shape, dtype=dtype)
-            forward(*arrays, *scalars, ignore, out, partials, nchunks, True)
+            run(forward, nchunks, *arrays, *scalars, ignore, out, partials, nchunks, True)
             return out.reshape(shape)
-        forward(*arrays, *scalars, ignore, np.empty((1,) * len(out_shape), dtype=dtype), partials, nchunks, False)
+        run(forward, nchunks, *arrays, *scalars, ignore, np.empty((1,) * len(out_shape), dtype=dtype), partials, nchunks, False)
         return np.asarray(self.reduce(call, partials), dtype=dtype)
 
     def run_fused(self, values, grad_output, out_grads=None):
@@ -952,7 +966,7 @@ class RowLoss(ElementwiseLoss):
             scale, use_array = float(grad_output.reshape(-1)[0]) * self.coefficient(call), False
         if not store and not math.isfinite(scale) and call.reduction == "mean":
             scale = 0.0  # an empty mean (all targets ignored): torch's gradient is zero, not nan
-        fused(*arrays, *scalars, ignore, go, scale, use_array, out, partials, nchunks, store, *grads)
+        run(fused, nchunks, *arrays, *scalars, ignore, go, scale, use_array, out, partials, nchunks, store, *grads)
         value = out.reshape(shape) if store else np.asarray(self.reduce(call, partials), dtype=dtype)
         by_name = dict(zip(differentiable, grads))
         result = []

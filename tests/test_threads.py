@@ -56,3 +56,22 @@ def test_threads_do_not_change_results(loaded, dtype, reduction, all_threads, rn
     theirs = run_torch(spec, args, grad_output=lambda v: np.ones(v.shape, v.dtype))
     support.assert_close(many.value[0], theirs.value, dtype, f"{spec.name} {reduction} on {all_threads} threads",
                          support.overflow_mask(spec, theirs.value, many.value[0]))
+
+
+@pytest.mark.parametrize("loaded", [loaded for loaded in LOSSES if support.kind(loaded.spec) in ("elementwise", "row")],
+                         ids=support.loss_id)
+def test_small_calls_run_on_one_thread_and_restore_the_thread_count(loaded, all_threads, rng):
+    """A single chunk runs with numba's thread count set to 1 for the call (no pool wake-up);
+    the caller's setting must survive it, also when the call raises."""
+    spec = loaded.spec
+    args = make_args(spec, {}, "matrix", np.float64, rng, "sum")
+    small = run_ours(spec, args, "_value_and_grad")
+    assert small.error is None, small.error
+    assert numba.get_num_threads() == all_threads
+    numba.set_num_threads(1)
+    alone = run_ours(spec, args, "_value_and_grad")
+    numba.set_num_threads(all_threads)
+    np.testing.assert_array_equal(small.value[0], alone.value[0])
+    bad = dict(args, reduction="no such reduction")
+    assert run_ours(spec, bad, "_value_and_grad").error is not None
+    assert numba.get_num_threads() == all_threads
