@@ -5,7 +5,8 @@ Every case (loss, dtype, size) times its contenders interleaved: each round call
 once, in a rotating order, so that a noisy neighbour or a frequency change hits all of them
 alike; the result is the median over rounds. The roofline is the bytes a case must move (every
 input read once, every gradient written once) over the bandwidth of a parallel triad that runs
-as one more contender in every case.
+as one more contender in every case (interleaved with the others, so measured in the same
+conditions).
 """
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ class Result:
     compile_s: float | None = None
     notes: dict[str, str] = field(default_factory=dict)  # contender or 'case': why it did not run
     agrees: bool | None = None  # losscc's loss value equals torch's (a benchmark of a wrong result is void)
+    bandwidth_gb_s: float | None = None  # of the triad interleaved with this case
 
     def ratio(self, numerator: str, denominator: str) -> float | None:
         if numerator in self.seconds and denominator in self.seconds:
@@ -141,10 +143,9 @@ def run_case(case: Case, spec: Loss, rounds: int, compile_torch: bool, probe: tu
     positional, keywords = example_call(spec, case.shape, np.dtype(case.dtype), rng)
     ours = getattr(generated, spec.name + "_value_and_grad")
     if spec.kind == "row":
-        # some kernels grow faster than N*C (pairs of classes): estimate a call from 1 and 2 rows
-        per_row = row_cost(spec, case, ours, rng)
-        if per_row * case.shape[0] > call_budget_s:
-            result.notes["case"] = f"skipped: losscc would take about {per_row * case.shape[0]:.0f} s per call"
+        estimate = estimated_call_seconds(spec, case, ours, rng)
+        if estimate > call_budget_s:
+            result.notes["case"] = f"skipped: losscc would take about {estimate:.0f} s per call"
             return result
     value, grads = ours(*positional, **keywords)
     arrays = positional + [v for v in keywords.values() if isinstance(v, np.ndarray)]
@@ -185,13 +186,18 @@ def run_case(case: Case, spec: Loss, rounds: int, compile_torch: bool, probe: tu
     return result
 
 
-def row_cost(spec: Loss, case: Case, ours: Callable[..., Any], rng: np.random.Generator) -> float:
-    def seconds_for(rows: int) -> float:
+def estimated_call_seconds(spec: Loss, case: Case, ours: Callable[..., Any], rng: np.random.Generator) -> float:
+    """A row loss's call at full size, scaled from its first rows: some kernels grow faster than
+    N*C (pairs of classes), and one full call could take minutes. Rows double until a call lasts
+    10 ms, long enough that the call overhead and timer noise do not inflate the estimate."""
+    rows = 1
+    while True:
         positional, keywords = example_call(spec, (rows,) + case.shape[1:], np.dtype(case.dtype), rng)
         ours(*positional, **keywords)  # compiles (or loads) the kernel outside the clock
-        return statistics.median(timed(lambda: ours(*positional, **keywords)) for _ in range(3))
-
-    return max(0.0, seconds_for(2) - seconds_for(1))
+        seconds = min(timed(lambda: ours(*positional, **keywords)) for _ in range(3))  # min: stalls only add
+        if seconds > 0.01 or rows == case.shape[0]:
+            return seconds * case.shape[0] / rows
+        rows = min(2 * rows, case.shape[0])
 
 
 def timed(call: Callable[[], object]) -> float:
@@ -201,13 +207,14 @@ def timed(call: Callable[[], object]) -> float:
 
 
 def add_roofline(results: list[Result], probe_bytes: int) -> float:
-    """The run's bandwidth (median of every case's triad) and each case's roofline time."""
-    triads = [r.seconds["triad"] for r in results if "triad" in r.seconds]
-    bandwidth = probe_bytes / statistics.median(triads) if triads else float("nan")
+    """Each case's roofline time, at the bandwidth its own interleaved triad measured (a busy
+    neighbour slows both alike); returns the run's median bandwidth, for the summary."""
     for r in results:
-        if r.bytes_moved and "losscc" in r.seconds:
-            r.seconds["roofline"] = r.bytes_moved / bandwidth
-    return bandwidth
+        if r.bytes_moved and "triad" in r.seconds:
+            r.seconds["roofline"] = r.bytes_moved * r.seconds["triad"] / probe_bytes
+            r.bandwidth_gb_s = probe_bytes / r.seconds["triad"] / 1e9
+    triads = [r.seconds["triad"] for r in results if "triad" in r.seconds]
+    return probe_bytes / statistics.median(triads) if triads else float("nan")
 
 
 RATIOS = (  # (column, numerator, denominator): above 1 for eager/compile means losscc is faster
@@ -246,7 +253,7 @@ def to_json(results: list[Result], bandwidth: float, first_compile: float | str 
         "torch_compile_first_use_s": first_compile,
         "cases": [
             {"loss": r.case.loss, "kind": r.kind, "dtype": r.case.dtype, "size": r.case.size,
-             "shape": list(r.case.shape), "bytes_moved": r.bytes_moved, "seconds": r.seconds,
+             "shape": list(r.case.shape), "bytes_moved": r.bytes_moved, "seconds": r.seconds, "bandwidth_gb_s": r.bandwidth_gb_s,
              "torch_compile_s": r.compile_s, "agrees_with_torch": r.agrees, "notes": r.notes,
              "ratios": {column: r.ratio(n, d) for column, n, d in RATIOS}}
             for r in results
