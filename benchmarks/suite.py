@@ -14,9 +14,11 @@ import argparse
 import inspect
 import json
 import math
+import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -362,11 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     cases = [Case(name, dtype, size) for name, spec in specs.items() for dtype in args.dtypes.split(",")
              for size in sizes if ("x" in size) == (spec.kind == "row")]
     probe = triad_contender()
-    first_compile = None if args.no_compile else torch_compile_first_use()
-    results = []
-    for case in cases:
-        print(f"{case.loss} {case.dtype} {case.size} ...", file=sys.stderr, flush=True)
-        results.append(run_case(case, specs[case.loss], args.rounds, not args.no_compile, probe, args.call_budget))
+    # torch.compile keeps compiled graphs on disk: an empty cache makes each compile time the cost a
+    # user pays the first time, not a lookup of a graph an earlier run compiled
+    with tempfile.TemporaryDirectory(prefix="losscc-bench-inductor-") as inductor_cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache
+        first_compile = None if args.no_compile else torch_compile_first_use()
+        results = []
+        for case in cases:
+            print(f"{case.loss} {case.dtype} {case.size} ...", file=sys.stderr, flush=True)
+            results.append(run_case(case, specs[case.loss], args.rounds, not args.no_compile, probe, args.call_budget))
     bandwidth = add_roofline(results, probe[1])
     startup = None
     if not args.no_startup and specs:
