@@ -189,15 +189,15 @@ class where(Primitive):
 
 
 class two_forms(Primitive):
-    """One function in two algebraically equal forms: evaluated as ``value``, differentiated as
-    ``differentiated``. torch computes some losses with one formula and their backward from
+    """One function in two algebraically equal forms: its value is v, its derivative that of d
+    (the docs show v). torch computes some losses with one formula and their backward from
     another (bce_with_logits: the loss from log_sigmoid(x), the target gradient as
     log_sigmoid(-x) - pw log_sigmoid(x)); at infinities the two forms give different nan/inf, and
-    this reproduces both. The gradient is still derived: sympy.diff of ``differentiated``."""
+    this reproduces both. The gradient is still derived: sympy.diff of d."""
 
     nargs = 2
-    NUMBA = NumbaHelper("two_forms", ("value", "differentiated"), "    return value\n")
-    LATEX = r"{a0}"
+    NUMBA = NumbaHelper("two_forms", ("v", "d"), "    return v\n")
+    LATEX = r"\left({a0}\right)"
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return sympy.Integer(0 if argindex == 1 else 1)

@@ -238,8 +238,8 @@ def softplus(z):
 
 
 @numba.njit(**JIT_PRIMITIVE)
-def two_forms(value, differentiated):
-    return value
+def two_forms(v, d):
+    return v
 
 
 @numba.njit(**JIT_PRIMITIVE)
