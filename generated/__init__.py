@@ -4,25 +4,15 @@
 For each loss NAME: NAME(...) has the parameters of torch.nn.functional.NAME;
 NAME_backward(grad_output, ...) returns one gradient per required argument;
 NAME_value_and_grad(...) returns (loss, gradients) from one fused pass.
+
+A loss's module is imported on first use of one of its names: a fresh process pays only for the
+losses it calls (import time is part of a user's cold start).
 """
+import importlib
+import sys
+import types
+
 from ._runtime import InvalidArgument, InvalidIndex
-from .binary_cross_entropy import binary_cross_entropy, binary_cross_entropy_backward, binary_cross_entropy_value_and_grad
-from .binary_cross_entropy_with_logits import binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_backward, binary_cross_entropy_with_logits_value_and_grad
-from .cross_entropy import cross_entropy, cross_entropy_backward, cross_entropy_value_and_grad
-from .gaussian_nll_loss import gaussian_nll_loss, gaussian_nll_loss_backward, gaussian_nll_loss_value_and_grad
-from .hinge_embedding_loss import hinge_embedding_loss, hinge_embedding_loss_backward, hinge_embedding_loss_value_and_grad
-from .huber_loss import huber_loss, huber_loss_backward, huber_loss_value_and_grad
-from .kl_div import kl_div, kl_div_backward, kl_div_value_and_grad
-from .l1_loss import l1_loss, l1_loss_backward, l1_loss_value_and_grad
-from .margin_ranking_loss import margin_ranking_loss, margin_ranking_loss_backward, margin_ranking_loss_value_and_grad
-from .mse_loss import mse_loss, mse_loss_backward, mse_loss_value_and_grad
-from .multi_margin_loss import multi_margin_loss, multi_margin_loss_backward, multi_margin_loss_value_and_grad
-from .multilabel_margin_loss import multilabel_margin_loss, multilabel_margin_loss_backward, multilabel_margin_loss_value_and_grad
-from .multilabel_soft_margin_loss import multilabel_soft_margin_loss, multilabel_soft_margin_loss_backward, multilabel_soft_margin_loss_value_and_grad
-from .nll_loss import nll_loss, nll_loss_backward, nll_loss_value_and_grad
-from .poisson_nll_loss import poisson_nll_loss, poisson_nll_loss_backward, poisson_nll_loss_value_and_grad
-from .smooth_l1_loss import smooth_l1_loss, smooth_l1_loss_backward, smooth_l1_loss_value_and_grad
-from .soft_margin_loss import soft_margin_loss, soft_margin_loss_backward, soft_margin_loss_value_and_grad
 
 LOSSES = (
     'binary_cross_entropy',
@@ -44,59 +34,35 @@ LOSSES = (
     'soft_margin_loss',
 )
 
-__all__ = [
-    "InvalidArgument",
-    "InvalidIndex",
-    "LOSSES",
-    'binary_cross_entropy',
-    'binary_cross_entropy_backward',
-    'binary_cross_entropy_value_and_grad',
-    'binary_cross_entropy_with_logits',
-    'binary_cross_entropy_with_logits_backward',
-    'binary_cross_entropy_with_logits_value_and_grad',
-    'cross_entropy',
-    'cross_entropy_backward',
-    'cross_entropy_value_and_grad',
-    'gaussian_nll_loss',
-    'gaussian_nll_loss_backward',
-    'gaussian_nll_loss_value_and_grad',
-    'hinge_embedding_loss',
-    'hinge_embedding_loss_backward',
-    'hinge_embedding_loss_value_and_grad',
-    'huber_loss',
-    'huber_loss_backward',
-    'huber_loss_value_and_grad',
-    'kl_div',
-    'kl_div_backward',
-    'kl_div_value_and_grad',
-    'l1_loss',
-    'l1_loss_backward',
-    'l1_loss_value_and_grad',
-    'margin_ranking_loss',
-    'margin_ranking_loss_backward',
-    'margin_ranking_loss_value_and_grad',
-    'mse_loss',
-    'mse_loss_backward',
-    'mse_loss_value_and_grad',
-    'multi_margin_loss',
-    'multi_margin_loss_backward',
-    'multi_margin_loss_value_and_grad',
-    'multilabel_margin_loss',
-    'multilabel_margin_loss_backward',
-    'multilabel_margin_loss_value_and_grad',
-    'multilabel_soft_margin_loss',
-    'multilabel_soft_margin_loss_backward',
-    'multilabel_soft_margin_loss_value_and_grad',
-    'nll_loss',
-    'nll_loss_backward',
-    'nll_loss_value_and_grad',
-    'poisson_nll_loss',
-    'poisson_nll_loss_backward',
-    'poisson_nll_loss_value_and_grad',
-    'smooth_l1_loss',
-    'smooth_l1_loss_backward',
-    'smooth_l1_loss_value_and_grad',
-    'soft_margin_loss',
-    'soft_margin_loss_backward',
-    'soft_margin_loss_value_and_grad',
-]
+# public name -> the module that defines it
+_MODULE_OF = {
+    name + suffix: name for name in LOSSES for suffix in ("", "_backward", "_value_and_grad")
+}
+
+__all__ = ["InvalidArgument", "InvalidIndex", "LOSSES"] + sorted(_MODULE_OF)
+
+
+def __getattr__(name):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError("module {!r} has no attribute {!r}".format(__name__, name))
+    loaded = importlib.import_module("." + module, __name__)
+    for public in (module, module + "_backward", module + "_value_and_grad"):
+        globals()[public] = getattr(loaded, public)
+    return globals()[name]
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Importing the submodule NAME must not replace the function NAME, which shares its name."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and name in _MODULE_OF:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
