@@ -89,6 +89,11 @@ class DocPage:
     variants: tuple[DocVariant, ...]
     primitives: tuple[DocPrimitive, ...]
     notes: tuple[str, ...]
+    # recurrence losses (compiler/recurrence.py): the forward program, what the compiler derived
+    # from it, and the array under torch's log_softmax convention ('' when none)
+    recurrence: tuple[DocEquation, ...] = ()
+    adjoint: tuple[DocEquation, ...] = ()
+    convention: str = ""
 
 
 _TEXT_ESCAPES = (

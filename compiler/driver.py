@@ -5,10 +5,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .docs import page
-from .load import load_specs
-from .lower import lower, lower_row
+from .load import LoadedSpec, load_specs
+from .lower import ElementwiseIR, RowIR, lower, lower_row
+from .recurrence import RecurrenceIR
+from .recurrence import lower as lower_recurrence
+from .recurrence import page as recurrence_page
 from .render import render_docs, render_package
 
 
@@ -23,9 +27,11 @@ def render_all(paths: BuildPaths) -> dict[Path, str]:
     """Every output file in memory, keyed by its path. Nothing is written here."""
     loaded = load_specs(paths.specs)
     # derive + optimize + lower, by kernel shape
-    modules = [lower_row(spec) if spec.spec.kind == "row" else lower(spec) for spec in loaded]
+    shapes: dict[str, Callable[[LoadedSpec], ElementwiseIR | RowIR | RecurrenceIR]] = {
+        "elementwise": lower, "row": lower_row, "recurrence": lower_recurrence}
+    modules = [shapes[spec.spec.kind](spec) for spec in loaded]
     files = {paths.package / name: text for name, text in render_package(modules).items()}
-    pages = [page(spec) for spec in loaded]
+    pages = [recurrence_page(spec) if spec.spec.kind == "recurrence" else page(spec) for spec in loaded]
     files.update({paths.docs / name: text for name, text in render_docs(pages, paths.package.name).items()})
     return files
 

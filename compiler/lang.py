@@ -13,6 +13,7 @@ from typing import Any, Callable, Literal, Optional, Union
 
 import sympy
 from sympy import Abs, Eq, Max, Min, Ne, Piecewise, exp, log, pi, sign, sqrt  # noqa: F401
+from sympy import oo  # noqa: F401
 from sympy.codegen.cfunctions import log1p  # noqa: F401
 
 from .primitives import (  # noqa: F401
@@ -20,6 +21,8 @@ from .primitives import (  # noqa: F401
     clamp_min_ad,
     clamp_min_st,
     indicator,
+    logaddexp,
+    logsumexp3,
     ratio,
     sigmoid,
     softplus,
@@ -137,7 +140,17 @@ class Reduction:
     name: str = "reduction"
 
 
-Param = Union[Tensor, OptionalTensor, ClassTarget, Auxiliary, Int, Real, Flag, Legacy, Reduction]
+@dataclass(frozen=True)
+class Option:
+    """A keyword-only losscc extension, not in torch's signature (e.g. ctc_loss's exact_gradient).
+    It never changes the forward; the runtime passes it to the kernels as a boolean."""
+
+    name: str
+    default: bool = False
+    doc: str = ""
+
+
+Param = Union[Tensor, OptionalTensor, ClassTarget, Auxiliary, Int, Real, Flag, Legacy, Reduction, Option]
 
 
 @dataclass(frozen=True)
@@ -167,7 +180,17 @@ class BatchSize:
     tensor: str = "input"
 
 
-Denominator = Union[Count, SumOf, BatchSize, TargetWeightSum]
+@dataclass(frozen=True)
+class PerSample:
+    """Recurrence losses: 'mean' averages over the samples each loss divided by a per-sample
+    length, clamped to at least ``at_least`` (ctc: the target length, at least 1); no length:
+    the plain average over the samples."""
+
+    length: str = ""
+    at_least: int = 1
+
+
+Denominator = Union[Count, SumOf, BatchSize, TargetWeightSum, PerSample]
 
 
 @dataclass(frozen=True)
@@ -177,7 +200,7 @@ class Loss:
     name: str
     summary: str
     params: tuple[Param, ...]
-    element: Callable[..., sympy.Expr]
+    element: Callable[..., sympy.Expr] = lambda: sympy.Integer(0)  # recurrence losses: see ``recurrence``
     mean: Denominator = Count()
     # further reductions besides none/sum/mean, e.g. {'batchmean': BatchSize()}
     extra_reductions: tuple[tuple[str, Denominator], ...] = ()
@@ -189,7 +212,7 @@ class Loss:
     # whether integer arrays alone (no float among the tensors) are promoted to float32
     integers_promote: bool = False
     notes: tuple[str, ...] = ()
-    kind: Literal["elementwise", "row"] = "elementwise"
+    kind: Literal["elementwise", "row", "recurrence"] = "elementwise"
     # row losses: the Int parameter whose value marks a target row as ignored (contributes 0)
     ignore_index: str = ""
     # row losses: the class axis of input, 1 (torch's usual) or -1 (multilabel_soft_margin)
@@ -197,6 +220,8 @@ class Loss:
     torch_name: str = ""
     # extra cases the tests must run: keyword arguments merged into the generated samples
     test_options: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    # kind='recurrence': the dynamic program (see Recurrence below)
+    recurrence: Optional["Recurrence"] = None
 
 
 # The class axis of row losses: specs sum over CLASS from 0 to CLASSES - 1.
@@ -278,3 +303,57 @@ def clamp_min(z: sympy.Expr, lo: sympy.Expr | int = 0) -> sympy.Expr:
     """torch's autograd ``clamp_min``: at z == lo the gradient passes (its mask is z >= lo); a nan
     argument or bound gives nan with a zero gradient, as torch."""
     return clamp_min_ad(z, lo)
+
+
+# ---------------------------------------------------------------------------------------------
+# recurrences: dynamic programs over steps (time) and states (kind='recurrence')
+# ---------------------------------------------------------------------------------------------
+
+# A recurrence fills a table v[t, s] of one sample, t = 0 .. steps-1, s = 0 .. states-1 (both
+# per sample, set by the spec's prepare step). Specs index their arrays with these symbols.
+STEP = sympy.Symbol("t", integer=True)
+STATE = sympy.Symbol("s", integer=True)
+FEATURE = sympy.Symbol("d", integer=True)  # a feature axis a cost sums over: class_sum(..., FEATURE)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One predecessor of v[t, s]: v[t + dt, s + ds], with dt in (-1, 0), ds <= 0, not both 0.
+    ``guard``: a SymPy condition of STEP and STATE, or a function of the recurrence's arrays
+    returning one; where false, the term is absent. A predecessor before the first state
+    (s + ds < 0) is absent too."""
+
+    dt: int
+    ds: int
+    guard: Any = sympy.true
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """v[t, s] = combine(v at each predecessor) + emission(t, s); the loss is readout(end) of the
+    last row, end(k) = v[steps-1, states-1-k]. Only this forward program is written: the compiler
+    differentiates ``combine``, ``emission`` and ``readout`` (sympy.diff) and generates the reverse
+    sweep (the adjoint recurrence) from those local partials.
+
+    - combine(*predecessors, **reals): e.g. logsumexp3(a, b, c); Reals by parameter name.
+    - emission(**arrays): the spec's arrays as IndexedBase, at (STEP, STATE), e.g. lp[t, l[s]].
+    - absent: the value of an absent predecessor, neutral for combine (-oo for log-sum-exp).
+    - initial(s): the row before t = 0, also at the padding states s < 0.
+    - arrays: {name: (batch axis, layout)}; layout 'steps' (indexed [t, ...]), 'states' (one value
+      per state, prepared by the spec with the table's padding on both sides) or 'other'.
+    - zero_infinity: the Flag that turns an infinite loss and its gradient into zeros.
+    - torch_log_softmax: torch's gradient convention for this array (indexed [t, class]): the
+      gradient as if log_softmax had produced it, i.e. that of loss(log_softmax(z)) at z = the
+      array, assuming its rows are normalised (ctc); ``exact_option`` returns the exact one.
+    """
+
+    predecessors: tuple[Step, ...]
+    combine: Callable[..., sympy.Expr]
+    emission: Callable[..., sympy.Expr]
+    absent: Any
+    initial: Callable[[sympy.Symbol], sympy.Expr]
+    readout: Callable[..., sympy.Expr]
+    arrays: tuple[tuple[str, int, str], ...]  # (name, batch axis, layout)
+    zero_infinity: str = ""
+    torch_log_softmax: str = ""
+    exact_option: str = ""

@@ -18,6 +18,7 @@ from .lang import (
     Flag,
     Legacy,
     Loss,
+    Option,
     OptionalTensor,
     Real,
     Reduction,
@@ -82,7 +83,7 @@ def validate(path: Path, spec: Loss) -> None:
         raise _fail(path, "summary", "must say in one sentence what the loss is")
     names: list[str] = []
     for index, param in enumerate(spec.params):
-        if not isinstance(param, (Tensor, OptionalTensor, ClassTarget, Auxiliary, Int, Real, Flag, Legacy, Reduction)):
+        if not isinstance(param, (Tensor, OptionalTensor, ClassTarget, Auxiliary, Int, Real, Flag, Legacy, Reduction, Option)):
             raise _fail(path, f"params[{index}]", f"{param!r} is not a parameter of the spec language")
         if not param.name.isidentifier() or keyword.iskeyword(param.name) or param.name.startswith("_"):
             raise _fail(path, f"params[{index}]", f"{param.name!r} is not a valid parameter name")
@@ -101,7 +102,7 @@ def validate(path: Path, spec: Loss) -> None:
     optional = {p.name for p in spec.params if isinstance(p, OptionalTensor)}
     if isinstance(spec.mean, SumOf) and spec.mean.tensor not in optional:
         raise _fail(path, "mean", f"SumOf({spec.mean.tensor!r}) must name an OptionalTensor")
-    if not isinstance(spec.mean, (Count, SumOf, BatchSize, TargetWeightSum)):
+    if spec.kind != "recurrence" and not isinstance(spec.mean, (Count, SumOf, BatchSize, TargetWeightSum)):
         raise _fail(path, "mean", f"{spec.mean!r} is not Count(), SumOf(...) or BatchSize()")
     for key, rule in spec.extra_reductions:
         if key in ("none", "sum", "mean") or not isinstance(rule, (Count, SumOf, BatchSize)):
@@ -116,7 +117,7 @@ def validate(path: Path, spec: Loss) -> None:
         parameters = list(inspect.signature(spec.element).parameters)
     except (TypeError, ValueError) as error:
         raise _fail(path, "element", str(error)) from error
-    if sorted(parameters) != sorted(expected):
+    if sorted(parameters) != sorted(expected) and spec.kind != "recurrence":  # a recurrence has no element
         raise _fail(path, "element", f"its parameters {parameters} must be exactly {expected}")
     if spec.prepare is not None:
         if not inspect.isfunction(spec.prepare) or spec.prepare.__name__ == "<lambda>":
@@ -127,6 +128,11 @@ def validate(path: Path, spec: Loss) -> None:
 
 def validate_kind(path: Path, spec: Loss) -> None:
     """Parameters that only one kernel shape understands."""
+    if spec.kind == "recurrence":
+        from .recurrence import validate as validate_recurrence  # the recurrence shape checks its own fields
+
+        validate_recurrence(str(path), spec)
+        return
     layouts = [p for p in spec.params if isinstance(p, (Tensor, OptionalTensor)) and p.layout != "elements"]
     targets = [p for p in spec.params if isinstance(p, ClassTarget)]
     if spec.kind == "elementwise":

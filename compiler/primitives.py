@@ -8,6 +8,7 @@ Every primitive is tested against its plain rewrite in ``tests/test_primitives.p
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,11 +204,62 @@ class two_forms(Primitive):
         return sympy.Integer(0 if argindex == 1 else 1)
 
 
+_LSE_BODY = (
+    "    finite = m > -math.inf and m < math.inf\n"
+    "    shift = m if finite else 0.0\n"  # all -inf (or an inf): the result is m itself
+    "    total = shift + fast_log({terms})\n"
+    "    return total if finite else m\n"
+)
+
+
+def stable_logsumexp(*args: sympy.Expr) -> sympy.Expr:
+    """The helpers' formula as SymPy, for kernels that inline it (recurrences, where a helper call
+    in the inner loop would stop vectorization), shifted by the maximum. The most negative float
+    joins the maximum: when every term is -inf (absent) the shift stays finite and the result is
+    log 0 = -inf (SymPy would decide a condition "maximum > -oo" True for real arguments)."""
+    shift = sympy.Max(*args, sympy.Float(-sys.float_info.max))
+    return shift + sympy.log(sympy.Add(*[sympy.exp(a - shift) for a in args]))
+
+
+class logaddexp(Primitive):
+    """log(exp(a) + exp(b)) shifted by the larger argument: no overflow, -inf when both are."""
+
+    nargs = 2
+    NUMBA = NumbaHelper(
+        "logaddexp",
+        ("a", "b"),
+        "    m = a if a > b else b\n" + _LSE_BODY.format(terms="fast_exp(a - shift) + fast_exp(b - shift)"),
+    )
+    LATEX = r"\operatorname{{lse}}\left({a0}, {a1}\right)"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sympy.exp(self.args[argindex - 1] - self)  # a softmax weight, in [0, 1]
+
+
+class logsumexp3(Primitive):
+    """log(exp(a) + exp(b) + exp(c)) shifted by the largest argument (recurrence bodies)."""
+
+    nargs = 3
+    NUMBA = NumbaHelper(
+        "logsumexp3",
+        ("a", "b", "c"),
+        "    m = a if a > b else b\n"
+        "    m = m if m > c else c\n"
+        + _LSE_BODY.format(terms="fast_exp(a - shift) + fast_exp(b - shift) + fast_exp(c - shift)"),
+    )
+    LATEX = r"\operatorname{{lse}}\left({a0}, {a1}, {a2}\right)"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sympy.exp(self.args[argindex - 1] - self)
+
+
 PRIMITIVES: tuple[type[Primitive], ...] = (
     bce_term,
     clamp_min_ad,
     clamp_min_st,
     indicator,
+    logaddexp,
+    logsumexp3,
     ratio,
     sigmoid,
     softplus,

@@ -9,6 +9,7 @@ import jinja2
 
 from .lower import ElementwiseIR, RowIR, SignatureParam
 from .primitives import PRIMITIVES
+from .recurrence import RecurrenceIR
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Chunks of at least this many elements; at most MAX_CHUNKS of them (about 4 per thread on
@@ -58,7 +59,7 @@ def _latex_environment() -> jinja2.Environment:
     return env
 
 
-def render_package(modules: Iterable[ElementwiseIR | RowIR]) -> dict[str, str]:
+def render_package(modules: Iterable[ElementwiseIR | RowIR | RecurrenceIR]) -> dict[str, str]:
     """Files of the generated package, keyed by their path relative to the package."""
     env = _environment()
     modules = list(modules)
@@ -70,8 +71,11 @@ def render_package(modules: Iterable[ElementwiseIR | RowIR]) -> dict[str, str]:
         ),
         "__init__.py": env.get_template("__init__.py.j2").render(modules=sorted(modules, key=lambda m: m.name)),
     }
+    if any(isinstance(m, RecurrenceIR) for m in modules):
+        files["_recurrence.py"] = env.get_template("_recurrence.py.j2").render()
     for module in modules:
         template = "row.py.j2" if isinstance(module, RowIR) else "elementwise.py.j2"
+        template = "recurrence.py.j2" if isinstance(module, RecurrenceIR) else template
         files[f"{module.name}.py"] = env.get_template(template).render(ir=module)
     return _stamp_runtime(files)
 

@@ -18,6 +18,7 @@ LOSSES = (
     'binary_cross_entropy',
     'binary_cross_entropy_with_logits',
     'cross_entropy',
+    'ctc_loss',
     'gaussian_nll_loss',
     'hinge_embedding_loss',
     'huber_loss',
@@ -31,6 +32,7 @@ LOSSES = (
     'nll_loss',
     'poisson_nll_loss',
     'smooth_l1_loss',
+    'soft_dtw',
     'soft_margin_loss',
 )
 

@@ -19,7 +19,7 @@ from compiler.primitives import clamp_min_st
 def straight_through_mask(loaded, options, args):
     """Broadcast-shaped mask of elements where a clamp_min_st of the spec is clamping."""
     spec = loaded.spec
-    if support.is_row(spec):
+    if support.kind(spec) != "elementwise":
         return None
     flags = {p.name: options.get(p.name, p.default) for p in spec.params if isinstance(p, lang.Flag)}
     present = {p.name: p.name in args for p in spec.params if isinstance(p, lang.OptionalTensor)}
@@ -63,6 +63,9 @@ def test_gradient_matches_finite_differences(loaded, options, reduction, rng):
     args = make_args(spec, options, family, np.float64, rng, reduction)
     fn = support.ours(spec)
     positional, keywords = support.split_args(spec, args)
+    recurrence = getattr(spec, "recurrence", None)
+    if recurrence is not None and recurrence.exact_option:
+        keywords[recurrence.exact_option] = True  # the default gradient follows torch's convention
     names = [p.name for p in required(spec)]
 
     def f(replace_name, array):

@@ -35,7 +35,7 @@ NAMESPACE = {
 def elementwise_variants():
     result = []
     for loaded in support.LOSSES:
-        if support.is_row(loaded.spec):
+        if support.kind(loaded.spec) != "elementwise":
             continue
         for variant in variants(loaded.path, loaded.spec):
             result.append(pytest.param(loaded, variant, id=f"{loaded.name}-{variant.key}"))

@@ -31,6 +31,10 @@ REWRITES = {
                      lambda r: {a: r.uniform(-3, 3), b: r.uniform(-3, 3)}),
     # straight-through: the derivative is that of the identity in v, zero in lo
     "clamp_min_st": (lambda: P.clamp_min_st(a, b), lambda: a, (a, b), lambda r: {a: r.uniform(-3, 3), b: r.uniform(-3, 3)}),
+    "logaddexp": (lambda: P.logaddexp(a, b), lambda: sympy.log(sympy.exp(a) + sympy.exp(b)), (a, b),
+                  lambda r: {a: r.uniform(-30, 30), b: r.uniform(-30, 30)}),
+    "logsumexp3": (lambda: P.logsumexp3(a, b, a - b), lambda: sympy.log(sympy.exp(a) + sympy.exp(b) + sympy.exp(a - b)),
+                   (a, b), lambda r: {a: r.uniform(-30, 30), b: r.uniform(-30, 30)}),
     # evaluated as its first argument, differentiated as its second
     "two_forms": (lambda: P.two_forms(a, b), lambda: b, (a, b), lambda r: {a: r.uniform(-3, 3), b: r.uniform(-3, 3)}),
 }
@@ -44,6 +48,8 @@ def unwrap(expr):
         P.ratio: lambda x, y: x / y,
         P.xlogy: lambda x, y: x * sympy.log(y),
         P.indicator: lambda c: sympy.Piecewise((1, c), (0, True)),
+        P.logaddexp: lambda x, y: sympy.log(sympy.exp(x) + sympy.exp(y)),
+        P.logsumexp3: lambda x, y, z: sympy.log(sympy.exp(x) + sympy.exp(y) + sympy.exp(z)),
     }
     for cls, rewrite in plain.items():
         expr = expr.replace(lambda e, cls=cls: isinstance(e, cls), lambda e, rewrite=rewrite: rewrite(*e.args))

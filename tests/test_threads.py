@@ -19,6 +19,8 @@ def all_threads():
 
 
 def big_args(spec, dtype, reduction, rng):
+    if support.kind(spec) == "recurrence":  # many samples, one per parallel iteration
+        return make_args(spec, {}, "big", dtype, rng, reduction)
     args = make_args(spec, {}, "vector", dtype, rng, reduction)
     n = 200_003  # several chunks of CHUNK_ELEMENTS, and a ragged last one
     out = {}

@@ -1,0 +1,527 @@
+"""The recurrence kernel shape: reverse-mode differentiation of a dynamic program, by the compiler.
+
+A spec states only the forward program (``compiler.lang.Recurrence``): v[t, s] = combine(v at the
+predecessors) + emission(t, s), an initial row, and a readout of the last row. This module
+
+- derives (``derive``): the local partials of the body in each predecessor and in the emission
+  (sympy.diff), the partials of the emission in each array element it reads, and the partials of
+  the readout in the end values. A log-sum-exp node of the body is then replaced by its value
+  solved from the stored v and the emission (log-sum-exp(p) = v - e), so each partial becomes a
+  softmax weight exp(p - v + e) in [0, 1]: the reverse sweep runs in linear space, stably;
+- generates the adjoint recurrence from those partials: the adjoint of a state is the sum, over
+  the states it is a predecessor of, of their adjoint times the partial; the adjoint of an
+  emitted array element is the state's adjoint times the emission partial. Nobody writes beta;
+- lowers both sweeps to printed code (``lower``) for ``templates/recurrence.py.j2``, and the
+  derived formulas to LaTeX (``page``) for the documentation.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import sympy
+
+from .lang import (
+    CLASS,
+    FEATURE,
+    OTHER_CLASS,
+    STATE,
+    STEP,
+    ClassSum,
+    Flag,
+    Int,
+    Loss,
+    Option,
+    PerSample,
+    Real,
+    Recurrence,
+    Reduction,
+    Step,
+    Tensor,
+    class_sum,
+)
+from .load import LoadedSpec
+from .lower import SignatureParam, prepare_source, signature
+from .optimize import resolve_sums, share
+from .primitives import logaddexp, logsumexp3, stable_logsumexp
+from .printer import SpecError, to_code
+
+VALUE = sympy.Symbol("v", real=True)  # v[t, s], the state being computed
+EMISSION = sympy.Symbol("e", real=True)  # emission(t, s)
+LOSS = sympy.Symbol("loss", real=True)  # the readout's value
+# torch's log_softmax convention: G the derived gradient of one element, Z the array's element,
+# R the sum of G over its row (the class axis)
+CONVENTION_G = sympy.Symbol("G", real=True)
+CONVENTION_Z = sympy.Symbol("Z", real=True)
+CONVENTION_R = sympy.Symbol("R", real=True)
+_OPAQUE = (logaddexp, logsumexp3)
+# the kernel's physical state index: the table has PAD absent states on each side
+PHYSICAL = sympy.Symbol("j", integer=True)
+
+
+@dataclass(frozen=True)
+class Read:
+    """An element of a differentiable array the emission reads, and d emission / d it."""
+
+    array: str
+    access: sympy.Indexed
+    partial: sympy.Expr
+    summed: bool  # read inside a sum over FEATURE (one element per term)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A recurrence and its derivatives, all SymPy (before any lowering)."""
+
+    recurrence: Recurrence
+    symbols: dict[str, sympy.Basic]  # arrays (IndexedBase) and reals (Symbol) by name
+    layouts: dict[str, str]
+    predecessors: tuple[sympy.Symbol, ...]  # one value symbol per Step
+    guards: tuple[sympy.Basic, ...]  # per Step, of STEP and STATE
+    combine: sympy.Expr
+    emission: sympy.Expr  # of the arrays at (STEP, STATE)
+    partials: tuple[sympy.Expr, ...]  # d v / d predecessor, in predecessors, VALUE, EMISSION
+    emission_partial: sympy.Expr  # d v / d emission
+    reads: tuple[Read, ...]
+    initial: sympy.Expr  # of STATE
+    ends: tuple[sympy.Symbol, ...]  # end(k) = v[last, states-1-k]
+    readout: sympy.Expr
+    seeds: tuple[sympy.Expr, ...]  # d loss / d end(k), in ends and LOSS
+    convention: sympy.Expr | None  # torch's log_softmax convention, in CONVENTION_G/Z/R
+    pad: int
+
+
+def _call(function: Callable[..., Any], positional: list[Any], named: dict[str, Any], path: str, field: str) -> Any:
+    """Call a spec function with the named values it asks for; failures name the spec and field."""
+    wanted = list(inspect.signature(function).parameters)[len(positional):]
+    unknown = [w for w in wanted if w not in named]
+    if unknown:
+        raise SpecError(f"{path}: field 'recurrence.{field}': unknown parameters {unknown}")
+    try:
+        result = sympy.sympify(function(*positional, **{w: named[w] for w in wanted}))
+    except Exception as error:
+        raise SpecError(f"{path}: field 'recurrence.{field}': {type(error).__name__}: {error}") from error
+    if not isinstance(result, (sympy.Expr, sympy.logic.boolalg.Boolean)):
+        raise SpecError(f"{path}: field 'recurrence.{field}': returned {type(result).__name__}, not a SymPy expression")
+    return result
+
+
+def recover(expr: sympy.Expr, defining: sympy.Expr, known: sympy.Expr) -> sympy.Expr:
+    """Each log-sum-exp node of ``defining`` in ``expr`` replaced by its value solved from
+    ``defining == known``: the stored result is reused instead of recomputing the node."""
+    for node in sorted(defining.atoms(*_OPAQUE), key=sympy.default_sort_key):
+        unknown = sympy.Dummy("u")
+        solutions = sympy.solve(sympy.Eq(defining.xreplace({node: unknown}), known), unknown)
+        if len(solutions) == 1 and not solutions[0].has(*_OPAQUE):
+            expr = expr.xreplace({node: solutions[0]})
+    return expr
+
+
+def _reads(emission: sympy.Expr, differentiable: set[str]) -> tuple[Read, ...]:
+    """Each element the emission reads of a differentiable array, with d emission / d element.
+    Inside a sum over FEATURE each term reads its own element: the partial is the term's."""
+    found: list[Read] = []
+    sums = sorted(emission.atoms(ClassSum), key=sympy.default_sort_key)
+    pieces: list[tuple[sympy.Expr, bool]] = [(s.body, True) for s in sums]
+    pieces.append((emission.xreplace({s: sympy.Dummy("sum") for s in sums}), False))
+    for expr, summed in pieces:
+        accesses = sorted(
+            (a for a in expr.atoms(sympy.Indexed) if str(a.base.label) in differentiable), key=sympy.default_sort_key
+        )
+        for access in accesses:
+            element = sympy.Dummy("element", real=True)
+            partial = sympy.diff(expr.xreplace({access: element}), element).xreplace({element: access})
+            found.append(Read(str(access.base.label), access, partial, summed))
+    return tuple(found)
+
+
+def log_softmax_convention() -> sympy.Expr:
+    """torch's ctc gradient: that of loss(log_softmax(z)) in z, at z = the given log-probabilities.
+    Derived here from sum_c G_c (z_c - log sum_c' exp z_c'), with the rows normalised
+    (sum_c' exp z_c' = 1): G_k - exp(z_k) sum_c G_c."""
+    from .derive import GRAD_CLASS
+
+    z = sympy.IndexedBase("z", real=True)
+    g = sympy.IndexedBase("G", real=True)
+    normaliser = class_sum(sympy.exp(z[OTHER_CLASS]), OTHER_CLASS)
+    composed = class_sum(g[CLASS] * (z[CLASS] - sympy.log(normaliser)))
+    derivative = resolve_sums(sympy.diff(composed, z[GRAD_CLASS]))
+    derivative = derivative.xreplace({normaliser: sympy.Integer(1), class_sum(g[CLASS]): CONVENTION_R})
+    derivative = derivative.xreplace({g[GRAD_CLASS]: CONVENTION_G, z[GRAD_CLASS]: CONVENTION_Z})
+    return sympy.expand(derivative)
+
+
+def derive(loaded: LoadedSpec) -> Derived:
+    spec, path = loaded.spec, str(loaded.path)
+    rec = spec.recurrence
+    if rec is None:
+        raise SpecError(f"{path}: field 'recurrence': kind='recurrence' needs recurrence=Recurrence(...)")
+    layouts = {name: layout for name, _, layout in rec.arrays}
+    symbols: dict[str, sympy.Basic] = {}
+    for name, layout in layouts.items():
+        symbols[name] = sympy.IndexedBase(name, integer=True) if layout == "states" else sympy.IndexedBase(name, real=True)
+    for p in spec.params:
+        if isinstance(p, Real):
+            symbols[p.name] = sympy.Symbol(p.name, positive=True)
+    reals = {n: s for n, s in symbols.items() if isinstance(s, sympy.Symbol)}
+    predecessors = tuple(sympy.Symbol(f"p{k}", real=True) for k in range(len(rec.predecessors)))
+    for step in rec.predecessors:
+        if step.dt not in (-1, 0) or step.ds > 0 or (step.dt, step.ds) == (0, 0):
+            raise SpecError(f"{path}: field 'recurrence.predecessors': {step} is not before (t, s)")
+    guards = tuple(
+        _call(s.guard, [], symbols, path, "predecessors.guard") if callable(s.guard) else sympy.sympify(s.guard)
+        for s in rec.predecessors
+    )
+    combine = _call(rec.combine, list(predecessors), reals, path, "combine")
+    emission = _call(rec.emission, [], symbols, path, "emission")
+    body = combine + EMISSION
+    partials = tuple(recover(sympy.diff(body, p), combine, VALUE - EMISSION) for p in predecessors)
+    emission_partial = sympy.diff(body, EMISSION)
+    differentiable = {p.name for p in spec.params if isinstance(p, Tensor) and p.differentiable}
+    ends: list[sympy.Symbol] = []
+
+    def end(k: int) -> sympy.Symbol:
+        while len(ends) <= k:
+            ends.append(sympy.Symbol(f"_e{len(ends)}", real=True))
+        return ends[k]
+
+    readout = _call(rec.readout, [end], reals, path, "readout")
+    seeds = tuple(recover(sympy.diff(readout, e), readout, LOSS) for e in ends)
+    initial = _call(rec.initial, [STATE], {}, path, "initial")
+    return Derived(
+        recurrence=rec,
+        symbols=symbols,
+        layouts=layouts,
+        predecessors=predecessors,
+        guards=guards,
+        combine=combine,
+        emission=emission,
+        partials=partials,
+        emission_partial=emission_partial,
+        reads=_reads(emission, differentiable),
+        initial=initial,
+        ends=tuple(ends),
+        readout=readout,
+        seeds=seeds,
+        convention=log_softmax_convention() if rec.torch_log_softmax else None,
+        pad=max(-step.ds for step in rec.predecessors),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# lowering: the two sweeps as printed code
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Block:
+    """Code of some expressions: loads of the predecessors, sums over FEATURE (name, body) as
+    loops, then temporaries."""
+
+    temporaries: tuple[tuple[str, str], ...]
+    outputs: tuple[str, ...]
+    sums: tuple[tuple[str, str], ...] = ()
+    loads: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Term:
+    """One successor Y of state X in the reverse sweep: adjoint(Y) times the taped partial of Y
+    in its predecessor ``slot`` (which is X)."""
+
+    row: str  # 'next' (Y at t + 1) or 'cur' (Y at t)
+    offset: int  # Y's state is s + offset
+    slot: int
+
+
+@dataclass(frozen=True)
+class Scatter:
+    array: str
+    index: str  # printed index into the array's per-sample gradient view
+    partial: str  # d v / d element, at the current state
+    summed: bool
+
+
+@dataclass(frozen=True)
+class RecurrenceIR:
+    name: str
+    spec_path: str
+    summary: str
+    signature: tuple[SignatureParam, ...]
+    options: tuple[SignatureParam, ...]  # keyword-only extensions
+    arrays: tuple[tuple[str, int, str], ...]
+    differentiable: tuple[str, ...]
+    grad_axes: tuple[int, ...]  # the batch axis of each differentiable array
+    required: tuple[str, ...]
+    reals: tuple[str, ...]
+    flags: tuple[str, ...]
+    ints: tuple[str, ...]
+    pad: int
+    slots: int  # predecessors per state: the tape holds one partial per slot
+    absent: str
+    initial: str
+    emission: Block  # outputs: the emission at the current state
+    forward: Block  # outputs: the state's value, then its partial in each predecessor
+    value_only: Block  # outputs: the state's value (no gradient wanted)
+    inner: tuple[Term, ...]  # rows with a next row (t < steps - 1)
+    last: tuple[Term, ...]  # the last row: successors in the same row only
+    same_row: bool  # a predecessor in the same row: the reverse sweep runs states backwards
+    feature_extent: str  # code of the feature count (sums over FEATURE), '' when none
+    scatters: tuple[Scatter, ...]
+    readout: Block  # outputs: the loss
+    ends: int
+    seeds: tuple[str, ...]
+    convention: str  # '' or the code of torch's log_softmax convention, in _g, _z, _r
+    convention_array: str
+    zero_infinity: str
+    exact_option: str
+    mean_length: str
+    mean_at_least: int
+    prepare_source: str
+
+
+class _Printer:
+    """SymPy of the current state to kernel code: arrays through their per-sample views, states
+    by the padded index j, predecessors through the rows prev (t - 1) and cur (t), the emission
+    through its row buffer em."""
+
+    def __init__(self, derived: Derived) -> None:
+        self.d = derived
+        self.rows = {-1: sympy.IndexedBase("prev", real=True), 0: sympy.IndexedBase("cur", real=True)}
+        self.emitted = sympy.IndexedBase("em", real=True)
+
+    def at_state(self, expr: sympy.Expr) -> sympy.Expr:
+        """``expr`` of the body's symbols at the current state (predecessors stay symbols: see
+        ``loads``)."""
+        return expr.xreplace({EMISSION: self.emitted[PHYSICAL]})
+
+    def loads(self) -> tuple[tuple[str, str], ...]:
+        """Each predecessor loaded unconditionally (the padding keeps it in bounds), then masked
+        by its guard: a load inside a conditional expression would stop vectorization."""
+        result = []
+        absent = sympy.sympify(self.d.recurrence.absent)
+        for step, p, guard in zip(self.d.recurrence.predecessors, self.d.predecessors, self.d.guards):
+            result.append((f"_l{p}", to_code(self.rows[step.dt][PHYSICAL + step.ds])))
+            if guard != sympy.true:
+                masked = sympy.Piecewise((sympy.Symbol(f"_l{p}", real=True), guard), (absent, True))
+                result.append((str(p), self.code(masked)))
+            else:
+                result.append((str(p), f"_l{p}"))
+        return tuple(result)
+
+    def physical(self, expr: sympy.Expr) -> sympy.Expr:
+        """Arrays to their per-sample views: 'states' arrays are padded like the table (state s
+        is at j), the others are indexed by s = j - PAD."""
+        def view(node: sympy.Indexed) -> sympy.Expr:
+            name = str(node.base.label)
+            if name not in self.d.layouts:
+                return node
+            indices = list(node.indices)
+            if self.d.layouts[name] == "states":  # state s is at j of a padded row
+                indices = [i.xreplace({STATE: PHYSICAL}) for i in indices]
+            indices = [self.physical(i) for i in indices]
+            kind = {"integer": True} if self.d.layouts[name] == "states" else {"real": True}
+            return sympy.IndexedBase(f"{name}_n", **kind)[tuple(indices)]
+
+        expr = expr.replace(lambda n: isinstance(n, sympy.Indexed), view)
+        return expr.xreplace({STATE: PHYSICAL - self.d.pad})
+
+    def code(self, expr: sympy.Expr) -> str:
+        return to_code(self.physical(expr))
+
+    def block(self, exprs: list[sympy.Expr], loads: tuple[tuple[str, str], ...] = ()) -> Block:
+        # log-sum-exp inlined: a helper call in the inner loop would stop its vectorization
+        exprs = [self.physical(e).replace(lambda n: isinstance(n, _OPAQUE), lambda n: stable_logsumexp(*n.args))
+                 for e in exprs]
+        sums: dict[sympy.Basic, sympy.Symbol] = {}
+        for node in sorted({n for e in exprs for n in e.atoms(ClassSum)}, key=sympy.default_sort_key):
+            if node.index != FEATURE:
+                raise SpecError(f"a recurrence sums over FEATURE only, not {node.index}")
+            sums[node] = sympy.Symbol(f"_f{len(sums)}", real=True)
+        shared = share([e.xreplace(sums) for e in exprs])
+        temporaries = tuple((str(s), to_code(e)) for s, e in shared.temporaries)
+        loops = tuple((str(name), to_code(node.body)) for node, name in sums.items())
+        return Block(temporaries, tuple(to_code(e) for e in shared.outputs), loops, loads)
+
+
+def lower(loaded: LoadedSpec) -> RecurrenceIR:
+    """Both sweeps as code. The forward sweep computes each state's value and, on the same
+    operands, its local partials (sympy.diff of the body, CSE'd with it: the log-sum-exp's
+    exponentials serve both), which it records on a tape; the reverse sweep is then the linear
+    adjoint recurrence over the tape, from the readout's partials back to the first row."""
+    spec, path = loaded.spec, loaded.path
+    d = derive(loaded)
+    rec = d.recurrence
+    printer = _Printer(d)
+    steps = rec.predecessors
+    body = d.combine + EMISSION
+    raw_partials = [sympy.diff(body, p) for p in d.predecessors]
+    emission = printer.block([d.emission])
+    forward = printer.block([printer.at_state(e) for e in [body] + raw_partials], printer.loads())
+    value_only = printer.block([printer.at_state(body)], printer.loads())
+    # state X = Y + step_k is predecessor k of Y = X - step_k
+    terms = tuple(Term("next" if step.dt == -1 else "cur", -step.ds, k) for k, step in enumerate(steps))
+    scatters = []
+    for read in d.reads:
+        index = printer.physical(read.access)
+        scatters.append(Scatter(read.array, ", ".join(str(i) for i in index.indices),
+                                printer.code(d.emission_partial * read.partial), read.summed))
+    feature_extent = ""
+    for name, symbol in d.symbols.items():
+        for access in sorted(d.emission.atoms(sympy.Indexed), key=sympy.default_sort_key):
+            if access.base == symbol and FEATURE in access.indices and not feature_extent:
+                feature_extent = f"{name}_n.shape[{list(access.indices).index(FEATURE)}]"
+    convention = ""
+    if d.convention is not None:
+        convention = to_code(d.convention.xreplace({
+            CONVENTION_G: sympy.Symbol("_g", real=True),
+            CONVENTION_Z: sympy.Symbol("_z", real=True),
+            CONVENTION_R: sympy.Symbol("_r", real=True),
+        }))
+    differentiable = tuple(p.name for p in spec.params if isinstance(p, Tensor) and p.differentiable)
+    mean = spec.mean
+    return RecurrenceIR(
+        name=spec.name,
+        spec_path=path.as_posix(),
+        summary=spec.summary,
+        signature=signature(spec),
+        options=tuple(SignatureParam(p.name, repr(p.default)) for p in spec.params if isinstance(p, Option)),
+        arrays=rec.arrays,
+        differentiable=differentiable,
+        grad_axes=tuple(next(axis for name, axis, _ in rec.arrays if name == g) for g in differentiable),
+        required=tuple(p.name for p in spec.params if isinstance(p, Tensor)),
+        reals=tuple(p.name for p in spec.params if isinstance(p, Real)),
+        flags=tuple(p.name for p in spec.params if isinstance(p, Flag)),
+        ints=tuple(p.name for p in spec.params if isinstance(p, Int)),
+        pad=d.pad,
+        slots=len(steps),
+        absent=to_code(sympy.sympify(rec.absent)),
+        initial=to_code(d.initial.xreplace({STATE: sympy.Symbol("s", integer=True)})),
+        emission=emission,
+        forward=forward,
+        value_only=value_only,
+        inner=terms,
+        last=tuple(t for t in terms if t.row == "cur"),
+        same_row=any(s.dt == 0 for s in steps),
+        feature_extent=feature_extent,
+        scatters=tuple(scatters),
+        readout=printer.block([d.readout]),
+        ends=len(d.ends),
+        seeds=tuple(to_code(s) for s in d.seeds),
+        convention=convention,
+        convention_array=rec.torch_log_softmax,
+        zero_infinity=rec.zero_infinity,
+        exact_option=rec.exact_option,
+        mean_length=mean.length if isinstance(mean, PerSample) else "",
+        mean_at_least=mean.at_least if isinstance(mean, PerSample) else 1,
+        prepare_source=prepare_source(path, spec),
+    )
+
+
+def validate(path: str, spec: Loss) -> None:
+    """What load.validate checks for kind='recurrence' instead of ``element``."""
+    rec = spec.recurrence
+    if rec is None:
+        raise SpecError(f"{path}: field 'recurrence': kind='recurrence' needs recurrence=Recurrence(...)")
+    if not rec.predecessors:
+        raise SpecError(f"{path}: field 'recurrence.predecessors': at least one predecessor")
+    params = {p.name: p for p in spec.params}
+    for name, axis, layout in rec.arrays:
+        if layout not in ("steps", "states", "other"):
+            raise SpecError(f"{path}: field 'recurrence.arrays': {name}: layout {layout!r} is not steps/states/other")
+        if axis < 0:
+            raise SpecError(f"{path}: field 'recurrence.arrays': {name}: batch axis {axis} < 0")
+    for field, name, kind in ((rec.zero_infinity, "zero_infinity", Flag), (rec.exact_option, "exact_option", Option)):
+        if field and not isinstance(params.get(field), kind):
+            raise SpecError(f"{path}: field 'recurrence.{name}': {field!r} must name a {kind.__name__} parameter")
+    if rec.torch_log_softmax and rec.torch_log_softmax not in {n for n, _, _ in rec.arrays}:
+        raise SpecError(f"{path}: field 'recurrence.torch_log_softmax': {rec.torch_log_softmax!r} is not an array")
+    if not isinstance(spec.mean, (PerSample,)) or not any(isinstance(p, Reduction) for p in spec.params):
+        raise SpecError(f"{path}: field 'mean': a recurrence loss's 'mean' is PerSample(...)")
+
+
+# ---------------------------------------------------------------------------------------------
+# documentation: the recurrence and its derived adjoint as LaTeX
+# ---------------------------------------------------------------------------------------------
+
+def page(loaded: LoadedSpec) -> Any:
+    """The loss's DocPage: the forward program as the spec states it, then what the compiler
+    derived: local partials, the adjoint recurrence, the array gradients, torch's convention."""
+    from .docs import DocEquation, DocPage, DocParam, DocPrinter, _default, _fallback_name, _kind, _param_doc, tex_escape
+
+    spec = loaded.spec
+    d = derive(loaded)
+    rec = d.recurrence
+    names: dict[sympy.Basic, str] = {STEP: "t", STATE: "s", FEATURE: "d", LOSS: r"\ell", EMISSION: "e"}
+    for name, symbol in d.symbols.items():
+        names[symbol.label if isinstance(symbol, sympy.IndexedBase) else symbol] = _fallback_name(name)
+    v = sympy.IndexedBase("v", real=True)
+    bar = sympy.IndexedBase("vbar", real=True)
+    names[v.label], names[bar.label] = "v", r"\bar{v}"
+    last_t, last_s = sympy.Symbol("T", integer=True), sympy.Symbol("S", integer=True)
+    printer = DocPrinter(names)
+
+    def tex(expr: sympy.Basic) -> str:
+        return str(printer._print(expr))
+
+    def value(dt: int, ds: int, t: sympy.Expr = STEP, s: sympy.Expr = STATE) -> sympy.Expr:
+        return v[t + dt, s + ds]
+
+    absent = sympy.sympify(rec.absent)
+    operands = {p: sympy.Piecewise((value(st.dt, st.ds), g), (absent, True)) if g != sympy.true else value(st.dt, st.ds)
+                for p, st, g in zip(d.predecessors, rec.predecessors, d.guards)}
+    ends = {e: v[last_t - 1, last_s - 1 - k] for k, e in enumerate(d.ends)}
+    equations = [
+        DocEquation("v_{t,s}", (tex(d.combine.xreplace(operands)) + " + " + tex(d.emission),)),
+        DocEquation("v_{-1,s}", (tex(d.initial),)),
+        DocEquation(r"\ell", (tex(d.readout.xreplace(ends)),)),
+    ]
+    derived = []
+    for p, st, partial in zip(d.predecessors, rec.predecessors, d.partials):
+        at_state = partial.xreplace({VALUE: v[STEP, STATE], EMISSION: sympy.Symbol("e_{t,s}"), p: value(st.dt, st.ds)})
+        derived.append(DocEquation(rf"\frac{{\partial v_{{t,s}}}}{{\partial {tex(value(st.dt, st.ds))}}}", (tex(at_state),)))
+    terms = []
+    for p, st, partial, guard in zip(d.predecessors, rec.predecessors, d.partials, d.guards):
+        t, s = STEP - st.dt, STATE - st.ds
+        weight = partial.xreplace({VALUE: v[t, s], EMISSION: sympy.Symbol(f"e_{{{tex(t)},{tex(s)}}}"), p: v[STEP, STATE]})
+        guard_at = guard.xreplace({STEP: t, STATE: s})
+        term = tex(bar[t, s]) + r"\," + printer.parenthesize(weight, 0)
+        terms.append(term if guard_at == sympy.true else rf"\mathbf{{1}}\left[{tex(guard_at)}\right] {term}")
+    derived.append(DocEquation(r"\bar{v}_{t,s}", tuple(("+ " if i else "") + t for i, t in enumerate(terms))))
+    for k, seed in enumerate(d.seeds):
+        seeded = seed.xreplace(ends)
+        end = f"v_{{T-1,S-{1 + k}}}"
+        derived.append(DocEquation(rf"\bar{{{end}}} \mathrel{{+}}= \frac{{\partial \ell}}{{\partial {end}}}", (tex(seeded),)))
+    for read in d.reads:
+        target = rf"\bar{{{tex(read.access)}}}" + (r"\ (\text{each } d)" if read.summed else "")
+        partial = tex(d.emission_partial * read.partial)
+        derived.append(DocEquation(target + r" \mathrel{+}", (rf"\bar{{v}}_{{t,s}} \left({partial}\right)",)))
+    if d.convention is not None:
+        z = names.get(d.symbols[rec.torch_log_softmax].label, "z") if rec.torch_log_softmax in d.symbols else "z"
+        convention = d.convention.xreplace({
+            CONVENTION_G: sympy.Symbol(rf"\bar{{{z}}}_{{t,c}}"), CONVENTION_Z: sympy.Symbol(f"{z}_{{t,c}}"),
+            CONVENTION_R: sympy.Symbol(rf"\textstyle\sum_{{c'}} \bar{{{z}}}_{{t,c'}}")})
+        derived.append(DocEquation(r"g_{t,c}", (tex(convention),)))
+    divisor = rf"\max\left({_fallback_name(spec.mean.length)}_n, {spec.mean.at_least}\right)" if isinstance(
+        spec.mean, PerSample) and spec.mean.length else "1"
+    tensors = [p for p in spec.params if isinstance(p, Tensor)]
+    return DocPage(
+        name=spec.name,
+        title=tex_escape(spec.name),
+        spec_path=tex_escape(loaded.path.as_posix()),
+        torch_name=tex_escape("none" if spec.torch_name == "none" else spec.torch_name or f"torch.nn.functional.{spec.name}"),
+        summary=tex_escape(spec.summary),
+        row=False,
+        scores="",
+        kronecker="",
+        params=tuple(DocParam(tex_escape(p.name), "", _kind(p), tex_escape(_default(p)), _param_doc(p)) for p in spec.params),
+        differentiable=tuple(rf"\texttt{{{tex_escape(t.name)}}}" for t in tensors if t.differentiable),
+        not_differentiable=tuple(rf"\texttt{{{tex_escape(t.name)}}}" for t in tensors if not t.differentiable),
+        reductions=(("sum", r"L = \sum_n \ell_n"), ("mean", rf"L = \frac{{1}}{{N}}\sum_n \ell_n \big/ {divisor}")),
+        variants=(),
+        primitives=(),
+        notes=tuple(tex_escape(n) for n in spec.notes),
+        recurrence=tuple(equations),
+        adjoint=tuple(derived),
+        convention=tex_escape(rec.torch_log_softmax),
+    )

@@ -1,0 +1,106 @@
+from compiler.lang import (
+    STATE,
+    STEP,
+    Eq,
+    Flag,
+    Int,
+    Loss,
+    Ne,
+    Option,
+    PerSample,
+    Piecewise,
+    Recurrence,
+    Reduction,
+    Step,
+    Tensor,
+    logaddexp,
+    logsumexp3,
+    oo,
+)
+
+# The forward algorithm over the extended labels l' = (blank, y1, blank, y2, ..., yL, blank),
+# in log space: alpha[t, s] = lse(alpha[t-1, s], alpha[t-1, s-1], alpha[t-1, s-2] where
+# l'[s] != l'[s-2]) + log_probs[t, l'[s]]. The row before t = 0 is 0 at s = 0 and -inf
+# elsewhere, which gives alpha[0, 0] = lp[0, blank] and alpha[0, 1] = lp[0, y1].
+RECURRENCE = Recurrence(
+    predecessors=(
+        Step(-1, 0),
+        Step(-1, -1),
+        Step(-1, -2, guard=lambda labels: Ne(labels[STATE], labels[STATE - 2])),
+    ),
+    combine=lambda stay, advance, skip: logsumexp3(stay, advance, skip),
+    emission=lambda log_probs, labels: log_probs[STEP, labels[STATE]],
+    absent=-oo,
+    initial=lambda s: Piecewise((0, Eq(s, 0)), (-oo, True)),
+    # -log p(target): the paths end in the last label or the blank after it
+    readout=lambda end: -logaddexp(end(0), end(1)),
+    arrays=(("log_probs", 1, "steps"), ("labels", 0, "states")),
+    zero_infinity="zero_infinity",
+    torch_log_softmax="log_probs",
+    exact_option="exact_gradient",
+)
+
+
+def prepare(a):
+    a.reduction_cpp()
+    log_probs = a.array("log_probs")
+    if log_probs.ndim not in (2, 3):
+        raise rt.InvalidArgument(
+            "Expected 3-dimensional tensor, but got {}-dimensional tensor for argument #1 'log_probs'".format(log_probs.ndim))
+    if log_probs.dtype not in (np.float32, np.float64):
+        raise ValueError("log_probs must be float32 or float64, got {}".format(log_probs.dtype))
+    batched = log_probs.ndim == 3
+    if not batched:
+        a.unbatched = True
+        log_probs = log_probs[:, None, :]
+    steps, samples, classes = log_probs.shape
+    if log_probs.size == 0:
+        raise rt.InvalidArgument("log_probs tensor must not be empty")
+    blank = a["blank"]
+    if not 0 <= blank < classes:
+        raise rt.InvalidArgument("blank must be in label range")
+    input_lengths = a.lengths("input_lengths", samples, batched)
+    target_lengths = a.lengths("target_lengths", samples, batched)
+    a.require_at_most("input_lengths", input_lengths, steps, "the number of time steps of log_probs")
+    targets = a.labels("targets", samples, target_lengths, batched)
+    a.require_labels("targets", targets, target_lengths, classes, blank)
+    # extended labels: blank, y1, blank, y2, ..., yL, blank, padded with blanks like the table
+    width = 2 * targets.shape[1] + 1 + 2 * PAD
+    labels = np.full((samples, width), blank, dtype=np.int64)
+    inside = np.arange(targets.shape[1]) < target_lengths[:, None]
+    labels[:, PAD + 1:PAD + 1 + 2 * targets.shape[1]:2] = np.where(inside, targets, blank)
+    a["log_probs"] = log_probs
+    a["labels"] = labels
+    a["target_lengths"] = target_lengths
+    a.extent(input_lengths, 2 * target_lengths + 1)
+
+
+SPEC = Loss(
+    name="ctc_loss",
+    kind="recurrence",
+    summary="Connectionist temporal classification: -log of the total probability of all alignments of the target.",
+    params=(
+        Tensor("log_probs", differentiable=True, doc="log-probabilities (T, N, C), or (T, C) for one sample"),
+        Tensor("targets", differentiable=False,
+               doc="labels (N, S) padded, or the N targets concatenated (sum of target_lengths,)"),
+        Tensor("input_lengths", differentiable=False, doc="time steps used of each sample, (N,), array or list"),
+        Tensor("target_lengths", differentiable=False, doc="labels of each target, (N,), array or list"),
+        Int("blank", 0, doc="the blank label"),
+        Reduction("mean"),
+        Flag("zero_infinity", False, doc="impossible alignments (infinite losses) give zero loss and gradient"),
+        Option("exact_gradient", False,
+               doc="keyword-only (losscc): the exact derivative of the loss in log_probs instead of torch's"),
+    ),
+    mean=PerSample("target_lengths", at_least=1),
+    recurrence=RECURRENCE,
+    prepare=prepare,
+    notes=(
+        "'mean' divides each sample's loss by its target length (at least 1), then averages over the batch.",
+        "torch's gradient (the default) is the exact gradient plus exp(log_probs) times grad_output at every "
+        "t < input_length: the gradient in the logits z of loss(log_softmax(z)), derived by the compiler assuming "
+        "normalised rows. exact_gradient=True returns the derivative of the loss as written.",
+        "An impossible alignment gives an infinite loss and a nan gradient for t < input_length, as torch; "
+        "zero_infinity=True makes both zero.",
+        "Labels out of range or equal to blank raise ValueError (torch reads memory out of bounds).",
+    ),
+)
