@@ -73,7 +73,7 @@ class RecurrenceCall:
 
     def labels(self, name, samples, lengths, batched):
         """Label sequences as a padded (N, max length) int64 array: given padded (N, S), or as the
-        N sequences concatenated (sum of lengths,); (S,) for an unbatched call."""
+        N sequences concatenated (sum of lengths,); for an unbatched call (S,) with S its length."""
         targets = self.array(name)
         if targets.dtype.kind not in "iuf":
             raise rt.InvalidArgument("{} must hold integer labels, got {}".format(name, targets.dtype))
@@ -86,10 +86,7 @@ class RecurrenceCall:
         if targets.ndim != 1:
             raise rt.InvalidArgument("{} must be {}, got shape {}".format(
                 name, "(N, S) or 1-D concatenated" if batched else "(S,) for one sample", rt.fmt_shape(targets.shape)))
-        if not batched:
-            self.require_at_most("target_lengths", lengths, targets.shape[0], "the length of " + name)
-            return np.ascontiguousarray(targets[None, :longest], dtype=np.int64)
-        total = int(lengths.sum())
+        total = int(lengths.sum())  # concatenated; one sample's (S,) is its whole target, as torch
         if targets.shape[0] != total:
             raise rt.InvalidArgument("{} has {} labels, but the target lengths sum to {} (concatenated targets)".format(
                 name, targets.shape[0], total))

@@ -102,5 +102,7 @@ SPEC = Loss(
         "An impossible alignment gives an infinite loss and a nan gradient for t < input_length, as torch; "
         "zero_infinity=True makes both zero.",
         "Labels out of range or equal to blank raise ValueError (torch reads memory out of bounds).",
+        "At a log_probs element of -inf (a zero probability) torch's gradient is nan (it computes "
+        "exp(lp) - exp(... - lp)); losscc returns the limit, 0. Every other element is torch's.",
     ),
 )

@@ -61,7 +61,7 @@ def ctc_args(family: str, dtype: Any, rng: np.random.Generator, blank: int) -> d
     for n, t in enumerate(targets):
         padded[n, :len(t)] = t
     if unbatched:
-        return {"log_probs": log_probs, "targets": padded[0], "input_lengths": np.asarray(input_lengths[0]),
+        return {"log_probs": log_probs, "targets": padded[0, :target_lengths[0]], "input_lengths": np.asarray(input_lengths[0]),
                 "target_lengths": np.asarray(target_lengths[0])}
     if family == "vector":  # the targets concatenated
         concatenated = np.concatenate([np.asarray(t, dtype=np.int64) for t in targets]) if samples else np.zeros(0, np.int64)
