@@ -68,8 +68,12 @@ def fast_exp(x):
     ki = np.int64(k)
     bits = np.float64(scaled).view(np.int64)
     normal = np.int64(bits + (ki << 52)).view(np.float64)
-    # a denormal result: build 2**60 times it, then one rounding multiply by 2**-60
-    tiny = np.int64(bits + ((ki + 60) << 52)).view(np.float64) * 8.673617379884035e-19
+    # a denormal result: build 2**60 times it, then one rounding multiply by 2**-60. Where the
+    # result is 0 (x below the underflow bound, -inf included) the multiply gets 0: an underflowing
+    # multiply costs a microcode assist (25 ns instead of 3.5 per element, measured), and
+    # log-space recurrences take exp(-inf) for every absent term
+    scaled = np.int64(bits + ((ki + 60) << 52)).view(np.float64)
+    tiny = (scaled if x >= EXP_UNDERFLOW else 0.0) * 8.673617379884035e-19
     result = normal if k >= -1020.0 else tiny
     result = math.inf if x > EXP_OVERFLOW else result
     result = 0.0 if x < EXP_UNDERFLOW else result
@@ -219,6 +223,25 @@ def clamp_min_st(v, lo):
 @numba.njit(**JIT_PRIMITIVE)
 def indicator(c):
     return 1.0 if c else 0.0
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def logaddexp(a, b):
+    m = a if a > b else b
+    finite = m > -math.inf and m < math.inf
+    shift = m if finite else 0.0
+    total = shift + fast_log(fast_exp(a - shift) + fast_exp(b - shift))
+    return total if finite else m
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def logsumexp3(a, b, c):
+    m = a if a > b else b
+    m = m if m > c else c
+    finite = m > -math.inf and m < math.inf
+    shift = m if finite else 0.0
+    total = shift + fast_log(fast_exp(a - shift) + fast_exp(b - shift) + fast_exp(c - shift))
+    return total if finite else m
 
 
 @numba.njit(**JIT_PRIMITIVE)
