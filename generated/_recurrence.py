@@ -2,9 +2,26 @@
 # Compiled against _runtime.py 1ee358727f6907d6.
 """Runtime of the recurrence losses (ctc_loss, soft_dtw): arguments, per-sample extents, the
 kernel call with its work tables, reductions and gradient scaling. Needs only numpy."""
+import threading
+
 import numpy as np
 
 from . import _runtime as rt
+
+
+class Workspace(threading.local):
+    """Scratch arrays kept between calls, one set per Python thread: a fresh 16 MB tape each call
+    cost more in page faults than the reverse sweep itself. Contents never outlive a call."""
+
+    def __init__(self):
+        self.buffers = {}
+
+    def get(self, name, shape):
+        size = int(np.prod(shape))
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = self.buffers[name] = np.empty(max(size, 1))
+        return buffer[:size].reshape(shape)
 
 
 class RecurrenceCall:
@@ -115,6 +132,7 @@ class RecurrenceLoss:
 
     def __init__(self, **fields):
         self.__dict__.update(fields)
+        self.workspace = Workspace()
 
     def bind(self, values):
         for name in self.flags + ((self.exact_option,) if self.exact_option else ()):
@@ -146,11 +164,15 @@ class RecurrenceLoss:
         rows = int(call.steps.max(initial=0))
         width = int(call.states.max(initial=0)) + 2 * self.pad
         want = scale is not None
-        table = np.empty((samples, 2, width))  # two rows of values per sample, used in turn
-        tape = np.empty((samples, self.slots, rows, width) if want else (samples, self.slots, 0, 0))
-        work = np.empty((samples, 3, width))  # the emission row and two adjoint rows
+        table = self.workspace.get("table", (samples, 2, width))  # two rows of values per sample, in turn
+        tape = self.workspace.get("tape", (samples, self.slots, rows, width) if want else (samples, self.slots, 0, 0))
+        work = self.workspace.get("work", (samples, 3, width))  # the emission row and two adjoint rows
         shapes = {name: call[name].shape for name, _, _ in self.arrays}
-        grads = [np.empty(shapes[g] if want else (0,) * len(shapes[g])) for g in self.differentiable]
+        # float64 gradients: returned as they are for float64 arguments, else cast (a copy), so
+        # their float64 buffer can be scratch
+        grads = [np.empty(shapes[g]) if want and call.original_dtypes[g] == np.float64
+                 else self.workspace.get("grad_" + g, shapes[g] if want else (0,) * len(shapes[g]))
+                 for g in self.differentiable]
         losses = np.empty(samples)
         self.kernel(
             *arrays, *[call[r] for r in self.reals], call.steps, call.states,
