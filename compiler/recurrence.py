@@ -459,7 +459,11 @@ def page(loaded: LoadedSpec) -> Any:
     bar = sympy.IndexedBase("vbar", real=True)
     names[v.label], names[bar.label] = "v", r"\bar{v}"
     last_t, last_s = sympy.Symbol("T", integer=True), sympy.Symbol("S", integer=True)
-    printer = DocPrinter(names)
+    class Printer(DocPrinter):
+        def class_sum_prefix(self, index: sympy.Symbol) -> str:  # a feature axis has D entries
+            return r"\sum_{d=0}^{D-1}" if index == FEATURE else str(super().class_sum_prefix(index))
+
+    printer = Printer(names)
 
     def tex(expr: sympy.Basic) -> str:
         return str(printer._print(expr))
@@ -502,8 +506,9 @@ def page(loaded: LoadedSpec) -> Any:
             CONVENTION_G: sympy.Symbol(rf"\bar{{{z}}}_{{t,c}}"), CONVENTION_Z: sympy.Symbol(f"{z}_{{t,c}}"),
             CONVENTION_R: sympy.Symbol(rf"\textstyle\sum_{{c'}} \bar{{{z}}}_{{t,c'}}")})
         derived.append(DocEquation(r"g_{t,c}", (tex(convention),)))
-    divisor = rf"\max\left({_fallback_name(spec.mean.length)}_n, {spec.mean.at_least}\right)" if isinstance(
-        spec.mean, PerSample) and spec.mean.length else "1"
+    mean = r"L = \frac{1}{N}\sum_n \ell_n"
+    if isinstance(spec.mean, PerSample) and spec.mean.length:
+        mean += rf" \big/ \max\left({_fallback_name(spec.mean.length)}_n, {spec.mean.at_least}\right)"
     tensors = [p for p in spec.params if isinstance(p, Tensor)]
     return DocPage(
         name=spec.name,
@@ -517,7 +522,7 @@ def page(loaded: LoadedSpec) -> Any:
         params=tuple(DocParam(tex_escape(p.name), "", _kind(p), tex_escape(_default(p)), _param_doc(p)) for p in spec.params),
         differentiable=tuple(rf"\texttt{{{tex_escape(t.name)}}}" for t in tensors if t.differentiable),
         not_differentiable=tuple(rf"\texttt{{{tex_escape(t.name)}}}" for t in tensors if not t.differentiable),
-        reductions=(("sum", r"L = \sum_n \ell_n"), ("mean", rf"L = \frac{{1}}{{N}}\sum_n \ell_n \big/ {divisor}")),
+        reductions=(("sum", r"L = \sum_n \ell_n"), ("mean", mean)),
         variants=(),
         primitives=(),
         notes=tuple(tex_escape(n) for n in spec.notes),
