@@ -94,6 +94,7 @@ SPEC = Loss(
     mean=PerSample("target_lengths", at_least=1),
     recurrence=RECURRENCE,
     prepare=prepare,
+    test_options=({"blank": 3},),  # a blank other than 0: the registry suites sample labels around it
     notes=(
         "'mean' divides each sample's loss by its target length (at least 1), then averages over the batch.",
         "torch's gradient (the default) is the exact gradient plus exp(log_probs) times grad_output at every "
