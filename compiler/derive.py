@@ -72,15 +72,38 @@ def row_variants(path: Path, spec: Loss) -> list[Variant]:
     optional = presence_dimensions(spec)
     targets = [p for p in spec.params if isinstance(p, ClassTarget)]
     switches = [t.probabilities_switch for t in targets if t.probabilities_switch]
+    specials = [p for p in spec.params if isinstance(p, Real) and p.specialize]
     result = []
     for flag_values in itertools.product(*[f.values for f in flags]):
         for present_values in itertools.product((False, True), repeat=len(optional)):
             for switch_values in itertools.product((False, True), repeat=len(switches)):
-                flag_pairs = tuple((f.name, v) for f, v in zip(flags, flag_values))
-                present_pairs = tuple((o.name, v) for o, v in zip(optional, present_values))
-                switch_pairs = tuple(zip(switches, switch_values))
-                result.append(_row_variant(path, spec, flag_pairs, present_pairs, switch_pairs))
+                for special_values in itertools.product(*[special_labels(p) for p in specials]):
+                    flag_pairs = tuple((f.name, v) for f, v in zip(flags, flag_values))
+                    flag_pairs += tuple((p.name, v) for p, v in zip(specials, special_values))
+                    present_pairs = tuple((o.name, v) for o, v in zip(optional, present_values))
+                    switch_pairs = tuple(zip(switches, switch_values))
+                    result.append(_row_variant(path, spec, flag_pairs, present_pairs, switch_pairs))
     return result
+
+
+def special_label(value: object) -> str:
+    """A Real's specialized value as a kernel-name part (2, 1, inf, neginf, 0)."""
+    number = float(value)  # type: ignore[arg-type]
+    text = "inf" if number == float("inf") else "neginf" if number == float("-inf") else f"{number:g}"
+    return text.replace("-", "neg").replace(".", "_")
+
+
+def special_labels(p: Real) -> tuple[str, ...]:
+    """The kernels of a specialized Real: one per value, and 'any' (the value a runtime scalar)."""
+    return tuple(special_label(v) for v in p.specialize) + ("any",)
+
+
+def special_value(p: Real, label: str) -> sympy.Expr | None:
+    """The number a specialized kernel fixes the Real to (oo for inf), None in the general one."""
+    for value in p.specialize:
+        if special_label(value) == label:
+            return sympy.sympify(value)
+    return None
 
 
 def _row_variant(
@@ -127,6 +150,8 @@ def _row_variant(
         elif isinstance(p, Real):
             symbols[p.name] = sympy.Symbol(p.name, real=True)
             arguments[p.name] = symbols[p.name] if given.get(p.name, True) else sympy.Integer(0)
+            if p.specialize and special_value(p, str(dict(flags)[p.name])) is not None:
+                arguments[p.name] = special_value(p, str(dict(flags)[p.name]))
             reals.append(p.name)
         elif isinstance(p, Flag):
             arguments[p.name] = dict(flags)[p.name]
@@ -158,7 +183,7 @@ def symbols_for(spec: Loss) -> dict[str, sympy.Symbol]:
 
 
 def variants(path: Path, spec: Loss) -> list[Variant]:
-    if spec.kind == "row":
+    if spec.kind in ("row", "pair"):
         return row_variants(path, spec)
     flags = [p for p in spec.params if isinstance(p, Flag)]
     optional = presence_dimensions(spec)

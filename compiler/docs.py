@@ -23,6 +23,7 @@ from .derive import GRAD_CLASS, Variant, reductions, variants
 from .lang import (
     CLASS,
     CLASSES,
+    FEATURE,
     OTHER_CLASS,
     Auxiliary,
     BatchSize,
@@ -94,6 +95,7 @@ class DocPage:
     recurrence: tuple[DocEquation, ...] = ()
     adjoint: tuple[DocEquation, ...] = ()
     convention: str = ""
+    features: bool = False  # a pair loss: one value per row, over the features (compiler/pair.py)
 
 
 _TEXT_ESCAPES = (
@@ -284,7 +286,8 @@ class DocPrinter(LatexPrinter):  # type: ignore[misc]
         return str(super()._print(expr, **kwargs))
 
     def class_sum_prefix(self, index: sympy.Symbol) -> str:
-        return rf"\sum_{{{self._print(index)}=0}}^{{C-1}}"
+        upper = "D-1" if index == FEATURE else "C-1"  # the features of a pair loss's row
+        return rf"\sum_{{{self._print(index)}=0}}^{{{upper}}}"
 
     def _print_class_sum(self, expr: ClassSum) -> str:
         body = self._print(expr.body)

@@ -10,6 +10,7 @@ from typing import Callable
 from .docs import page
 from .load import LoadedSpec, load_specs
 from .lower import ElementwiseIR, RowIR, lower, lower_row
+from .pair import ChainIR, chain_page, lower_chain, lower_pair, pair_page
 from .recurrence import RecurrenceIR
 from .recurrence import lower as lower_recurrence
 from .recurrence import page as recurrence_page
@@ -27,11 +28,12 @@ def render_all(paths: BuildPaths) -> dict[Path, str]:
     """Every output file in memory, keyed by its path. Nothing is written here."""
     loaded = load_specs(paths.specs)
     # derive + optimize + lower, by kernel shape
-    shapes: dict[str, Callable[[LoadedSpec], ElementwiseIR | RowIR | RecurrenceIR]] = {
-        "elementwise": lower, "row": lower_row, "recurrence": lower_recurrence}
+    shapes: dict[str, Callable[[LoadedSpec], ElementwiseIR | RowIR | RecurrenceIR | ChainIR]] = {
+        "elementwise": lower, "row": lower_row, "recurrence": lower_recurrence, "pair": lower_pair, "chain": lower_chain}
     modules = [shapes[spec.spec.kind](spec) for spec in loaded]
     files = {paths.package / name: text for name, text in render_package(modules).items()}
-    pages = [recurrence_page(spec) if spec.spec.kind == "recurrence" else page(spec) for spec in loaded]
+    pagers = {"recurrence": recurrence_page, "pair": pair_page, "chain": chain_page}
+    pages = [pagers.get(spec.spec.kind, page)(spec) for spec in loaded]
     files.update({paths.docs / name: text for name, text in render_docs(pages, paths.package.name).items()})
     return files
 

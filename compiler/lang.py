@@ -17,12 +17,16 @@ from sympy import oo  # noqa: F401
 from sympy.codegen.cfunctions import log1p  # noqa: F401
 
 from .primitives import (  # noqa: F401
+    abs_pow,
     bce_term,
     clamp_min_ad,
     clamp_min_st,
     indicator,
     logaddexp,
     logsumexp3,
+    minimum,
+    norm_root,
+    peak,
     ratio,
     sigmoid,
     softplus,
@@ -37,8 +41,9 @@ Domain = Literal["real", "unit", "positive", "sign", "prob", "labels", "any"]
 
 # Where an array lives relative to the loss (row losses only; elementwise losses broadcast):
 # 'rows': shaped like input, class axis 1, (N, C, d1..dk), (C,) for one sample; indexed x[c];
-# 'classes': one value per class, shape (C,), indexed w[c] or w[target].
-Layout = Literal["elements", "rows", "classes"]
+# 'classes': one value per class, shape (C,), indexed w[c] or w[target];
+# 'row': one value per row, shaped like the unreduced loss (pair losses: cosine_embedding's target).
+Layout = Literal["elements", "rows", "classes", "row"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,30 @@ class Real:
     # also compile the formula with this parameter at exactly 0, chosen at run time: terms it
     # multiplies vanish, so their cost and any 0 * inf = nan they could produce disappear too
     specialize_zero: bool = False
+    # pair losses: also compile the formula with the parameter at each of these values (the
+    # spec's element sees the number, e.g. oo, and may branch on it: a norm's order p); any other
+    # value runs the general kernel, where the parameter is a runtime scalar
+    specialize: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Bool:
+    """A boolean that changes only the shape of the result (keepdim), never the formula."""
+
+    name: str
+    default: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Distance:
+    """A distance function argument (kind='chain'): None (``default``, a compiled pair function of
+    the same package) or a function compiled by losscc from a pair spec. In ``element`` it is a
+    callable: distance(a, b) stands for the distance of the rows of tensors a and b."""
+
+    name: str
+    default: str = "pairwise_distance"
+    doc: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,7 +179,7 @@ class Option:
     doc: str = ""
 
 
-Param = Union[Tensor, OptionalTensor, ClassTarget, Auxiliary, Int, Real, Flag, Legacy, Reduction, Option]
+Param = Union[Tensor, OptionalTensor, ClassTarget, Auxiliary, Int, Real, Flag, Legacy, Reduction, Option, Bool, Distance]
 
 
 @dataclass(frozen=True)
@@ -212,7 +241,9 @@ class Loss:
     # whether integer arrays alone (no float among the tensors) are promoted to float32
     integers_promote: bool = False
     notes: tuple[str, ...] = ()
-    kind: Literal["elementwise", "row", "recurrence"] = "elementwise"
+    # 'pair': reductions over the feature axis (the last) of two or three tensors, kernels of the row
+    # shape; 'chain': an elementwise loss of distances computed by a Distance argument
+    kind: Literal["elementwise", "row", "recurrence", "pair", "chain"] = "elementwise"
     # row losses: the Int parameter whose value marks a target row as ignored (contributes 0)
     ignore_index: str = ""
     # row losses: the class axis of input, 1 (torch's usual) or -1 (multilabel_soft_margin)
@@ -222,6 +253,8 @@ class Loss:
     test_options: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     # kind='recurrence': the dynamic program (see Recurrence below)
     recurrence: Optional["Recurrence"] = None
+    # kind='pair': the Int parameter naming the feature axis (cosine_similarity's dim); '' = the last
+    feature_dim: str = ""
 
 
 # The class axis of row losses: specs sum over CLASS from 0 to CLASSES - 1.
@@ -230,17 +263,10 @@ OTHER_CLASS = sympy.Symbol("c_other", integer=True)  # for a second, nested sum 
 CLASSES = sympy.Symbol("C", integer=True, positive=True)
 
 
-class ClassSum(sympy.Expr):  # type: ignore[misc]
-    """sum over index = 0 .. C-1 of body, with the index bound.
-
-    Our own node rather than sympy.Sum: Sum folds Piecewise bodies into Piecewise-of-Sums even
-    when the conditions depend on the index, which is wrong for hinge losses.
-    """
+class _AxisReduction(sympy.Expr):  # type: ignore[misc]
+    """A reduction of ``body`` over the bound ``index`` (args: body, index)."""
 
     is_commutative = True
-
-    def __new__(cls, body: Any, index: sympy.Symbol) -> "ClassSum":
-        return sympy.Expr.__new__(cls, sympy.sympify(body), index)  # type: ignore[no-any-return]
 
     @property
     def body(self) -> sympy.Expr:
@@ -253,6 +279,17 @@ class ClassSum(sympy.Expr):  # type: ignore[misc]
     @property
     def free_symbols(self) -> set[sympy.Basic]:
         return self.body.free_symbols - {self.index}  # type: ignore[no-any-return]
+
+
+class ClassSum(_AxisReduction):
+    """sum over index = 0 .. C-1 of body, with the index bound.
+
+    Our own node rather than sympy.Sum: Sum folds Piecewise bodies into Piecewise-of-Sums even
+    when the conditions depend on the index, which is wrong for hinge losses.
+    """
+
+    def __new__(cls, body: Any, index: sympy.Symbol) -> "ClassSum":
+        return sympy.Expr.__new__(cls, sympy.sympify(body), index)  # type: ignore[no-any-return]
 
     def _eval_derivative(self, s: sympy.Basic) -> sympy.Expr:
         return ClassSum(sympy.diff(self.body, s), self.index)
@@ -357,3 +394,70 @@ class Recurrence:
     zero_infinity: str = ""
     torch_log_softmax: str = ""
     exact_option: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# feature axes: reductions over the features of a row (kind='pair'); indexed x[FEATURE]
+# ---------------------------------------------------------------------------------------------
+
+PEAK_INDEX = sympy.Symbol("d_peak", integer=True)  # the sums a maximum's derivative adds
+
+
+class ClassMax(_AxisReduction):
+    """max over index = 0 .. C-1 (or the features) of body; nan if any term is nan, as torch's
+    amax. Its derivative is torch's convention for a maximum (amax, the inf-norm): the gradient
+    is split equally among the terms equal to the maximum, a nan term counting as one of them.
+
+    The bound index is renamed to one fixed symbol, so that the same maximum is one node wherever
+    differentiation has renamed the indices around it, and is computed once."""
+
+    _BOUND = sympy.Symbol("j_max", integer=True)
+
+    def __new__(cls, body: Any, index: sympy.Symbol) -> "ClassMax":
+        body = sympy.sympify(body).xreplace({index: cls._BOUND})
+        return sympy.Expr.__new__(cls, body, cls._BOUND)  # type: ignore[no-any-return]
+
+    def _eval_derivative(self, s: sympy.Basic) -> sympy.Expr:
+        term = self.body.xreplace({self.index: PEAK_INDEX})
+        share = peak(term, self)
+        return ClassSum(share * sympy.diff(term, s), PEAK_INDEX) / ClassSum(share, PEAK_INDEX)
+
+    def _latex(self, printer: Any, exp: Any = None) -> str:
+        text = rf"\max_{{{printer._print(self.index)}}} \left({printer._print(self.body)}\right)"
+        return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
+
+
+def feature_sum(body: sympy.Expr) -> sympy.Expr:
+    """The sum of ``body`` over the features d = 0 .. D-1 of one row."""
+    return ClassSum(body, FEATURE)
+
+
+def feature_max(body: sympy.Expr) -> sympy.Expr:
+    """The maximum of ``body`` over the features of one row (torch's amax conventions)."""
+    return ClassMax(body, FEATURE)
+
+
+def p_norm(v: sympy.Expr, p: Any) -> sympy.Expr:
+    """torch's linalg.vector_norm of order p of v (written at FEATURE) over the feature axis, with
+    its subgradients: 0 where the norm is 0, split among the maxima for p = +-inf, none for p = 0
+    (a count). ``p`` is a number in a specialized kernel, else a runtime Symbol (any p != 0, inf)."""
+    if p == oo:
+        return feature_max(Abs(v))
+    if p == -oo:
+        return -feature_max(-Abs(v))
+    if p == 0:
+        return feature_sum(indicator(Ne(v, 0)))
+    if p == 1:
+        return feature_sum(Abs(v))
+    if p == 2:
+        return norm_root(feature_sum(v * v), 2)
+    return norm_root(feature_sum(abs_pow(v, p)), p)
+
+
+def cosine(x1: sympy.Expr, x2: sympy.Expr, eps: Any) -> sympy.Expr:
+    """torch's cosine_similarity of two rows (x1, x2 written at FEATURE; aten Distance.cpp): each
+    norm clamped at eps under no_grad (straight through), each tensor divided by its norm before
+    the product (``ratio`` keeps the division per feature, as torch: the result stays in [-1, 1])."""
+    n1 = clamp_min_st(p_norm(x1, 2), eps)
+    n2 = clamp_min_st(p_norm(x2, 2), eps)
+    return feature_sum(ratio(x1, n1) * ratio(x2, n2))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from .lang import (
     BatchSize,
+    Bool,
+    Distance,
     Auxiliary,
     ClassTarget,
     Int,
@@ -83,7 +85,8 @@ def validate(path: Path, spec: Loss) -> None:
         raise _fail(path, "summary", "must say in one sentence what the loss is")
     names: list[str] = []
     for index, param in enumerate(spec.params):
-        if not isinstance(param, (Tensor, OptionalTensor, ClassTarget, Auxiliary, Int, Real, Flag, Legacy, Reduction, Option)):
+        if not isinstance(param, (Tensor, OptionalTensor, ClassTarget, Auxiliary, Int, Real, Flag, Legacy, Reduction, Option,
+                                  Bool, Distance)):
             raise _fail(path, f"params[{index}]", f"{param!r} is not a parameter of the spec language")
         if not param.name.isidentifier() or keyword.iskeyword(param.name) or param.name.startswith("_"):
             raise _fail(path, f"params[{index}]", f"{param.name!r} is not a valid parameter name")
@@ -91,7 +94,7 @@ def validate(path: Path, spec: Loss) -> None:
     if len(set(names)) != len(names):
         raise _fail(path, "params", "parameter names repeat")
     reductions = [p for p in spec.params if isinstance(p, Reduction)]
-    if len(reductions) != 1:
+    if len(reductions) != 1 and not (spec.kind == "pair" and not reductions):  # a pair function may have none
         raise _fail(path, "params", "exactly one Reduction() parameter is required")
     legacy = {p.name for p in spec.params if isinstance(p, Legacy)}
     if legacy not in (set(), {"size_average", "reduce"}):
@@ -112,7 +115,7 @@ def validate(path: Path, spec: Loss) -> None:
     if not callable(spec.element):
         raise _fail(path, "element", "must be a function returning a SymPy expression")
     validate_kind(path, spec)
-    expected = [p.name for p in spec.params if isinstance(p, (Tensor, OptionalTensor, ClassTarget, Auxiliary, Real, Flag))]
+    expected = [p.name for p in spec.params if isinstance(p, (Tensor, OptionalTensor, ClassTarget, Auxiliary, Real, Flag, Distance))]
     try:
         parameters = list(inspect.signature(spec.element).parameters)
     except (TypeError, ValueError) as error:
@@ -133,6 +136,13 @@ def validate_kind(path: Path, spec: Loss) -> None:
 
         validate_recurrence(str(path), spec)
         return
+    if spec.kind in ("pair", "chain"):
+        from .pair import validate as validate_pair  # the pair and chain shapes check their own fields
+
+        validate_pair(str(path), spec)
+        return
+    if any(isinstance(p, (Bool, Distance)) or isinstance(p, Real) and p.specialize for p in spec.params):
+        raise _fail(path, "params", "Bool, Distance and Real(specialize=...) need kind='pair' or 'chain'")
     layouts = [p for p in spec.params if isinstance(p, (Tensor, OptionalTensor)) and p.layout != "elements"]
     targets = [p for p in spec.params if isinstance(p, ClassTarget)]
     if spec.kind == "elementwise":

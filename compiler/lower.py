@@ -12,7 +12,7 @@ from pathlib import Path
 import sympy
 
 from .derive import ReductionRule, Variant, denominator_kind, reductions, variants
-from .lang import ClassSum, ClassTarget, Flag, Int, Legacy, Loss, OptionalTensor, Real, Reduction, Tensor
+from .lang import Bool, ClassSum, ClassTarget, Distance, Flag, Int, Legacy, Loss, OptionalTensor, Real, Reduction, Tensor
 from .load import LoadedSpec
 from .optimize import share
 from .printer import SpecError, to_code
@@ -123,8 +123,10 @@ def signature(spec: Loss) -> tuple[SignatureParam, ...]:
             params.append(SignatureParam(p.name, ""))
         elif isinstance(p, (OptionalTensor, Legacy)):
             params.append(SignatureParam(p.name, "None"))
-        elif isinstance(p, (Real, Flag)):
+        elif isinstance(p, (Real, Flag, Bool)):
             params.append(SignatureParam(p.name, _literal(p.default)))
+        elif isinstance(p, Distance):
+            params.append(SignatureParam(p.name, "None"))
         elif isinstance(p, Reduction):
             params.append(SignatureParam(p.name, _literal(p.default)))
         elif isinstance(p, ClassTarget):
@@ -215,7 +217,8 @@ class Stmt:
     kind 'assign': name = code. kind 'sum' / 'max': name starts at 0 / -inf, then for index in
     range(C), run body and fold code into name (max ignores nan: nan then reaches the result
     through the sum of exp(x - max), as in torch). A 'sum' with ``cache`` also stores each
-    term in that per-row scratch array, where the per-class loop reads it back.
+    term in that per-row scratch array, where the per-class loop reads it back. kind 'amax':
+    a maximum that propagates nan (lang.ClassMax, torch's amax).
     """
 
     kind: str
@@ -332,6 +335,7 @@ class _RowLowering:
         """Replace each outermost sum by a loop's result; with ``per_class``, sums that depend on
         the gradient's class k go there (inside ``for k``), the others stay row reductions."""
         exprs = self.shift_exponentials(exprs, stmts, depth)
+        exprs = self.lower_maxima(exprs, stmts, depth)
         outermost = sorted({s for e in exprs for s in _outer_sums(e)}, key=sympy.default_sort_key)
         replacements = {}
         for node in outermost:
@@ -340,6 +344,19 @@ class _RowLowering:
             target.append(self.reduction("sum", name, node.body, node.index, depth))
             replacements[node] = name
         return [e.xreplace(replacements) for e in exprs]
+
+    def lower_maxima(self, exprs: list[sympy.Expr], stmts: list[Stmt], depth: int) -> list[sympy.Expr]:
+        """Each maximum (lang.ClassMax) becomes one nan-propagating loop ahead of the sums, which
+        read it by name: a maximum's derivative sums over the terms equal to it."""
+        from .lang import ClassMax
+
+        maxima = sorted({m for e in exprs for m in e.atoms(ClassMax)}, key=sympy.default_sort_key)
+        replacements = {}
+        for node in maxima:
+            name = self.fresh("m")
+            stmts.append(self.reduction("amax", name, node.body, node.index, depth))
+            replacements[node] = name
+        return [e.xreplace(replacements) for e in exprs] if replacements else exprs
 
     # -- printing ---------------------------------------------------------------------------
     def code(self, expr: sympy.Expr) -> str:
@@ -411,6 +428,8 @@ def lower_row_variant(variant: Variant, layouts: dict[str, str]) -> RowVariant:
 
 @dataclass(frozen=True)
 class RowIR:
+    """kind='pair' reuses this IR and the row template, with its own runtime driver."""
+
     name: str
     spec_path: str
     summary: str
@@ -434,6 +453,9 @@ class RowIR:
     reductions: tuple[ReductionIR, ...]
     prepare_source: str
     variants: tuple[RowVariant, ...]
+    driver: str = "rt.RowLoss"  # the runtime class that runs the kernels
+    driver_fields: tuple[tuple[str, str], ...] = ()  # further keyword arguments, as Python literals
+    epilogue: str = ""  # Python source appended to the module (pair functions: the distance protocol)
 
 
 def lower_row(loaded: LoadedSpec) -> RowIR:

@@ -14,6 +14,7 @@ from typing import Any
 
 import sympy
 from sympy.codegen.cfunctions import log1p
+from sympy.core.function import ArgumentIndexError
 
 # torch's binary_cross_entropy clamps each log at -100 and its input gradient divides by
 # max(x(1-x), 1e-12) (aten/src/ATen/native/Loss.cpp); both live here and nowhere else.
@@ -253,13 +254,83 @@ class logsumexp3(Primitive):
         return sympy.exp(self.args[argindex - 1] - self)
 
 
+# ---------------------------------------------------------------------------------------------
+# norms over a feature axis (pair losses): torch's subgradients of linalg.vector_norm and minimum
+# ---------------------------------------------------------------------------------------------
+
+class abs_pow(Primitive):
+    """|x|**p, a term of a p-norm. Derivative p |x|^(p-1) sign(x), and 0 at x == 0 where that
+    would be 0 * inf (p < 1), as torch's norm backward masks it."""
+
+    nargs = 2
+    NUMBA = NumbaHelper("abs_pow", ("x", "p"), "    return abs(x) ** p\n")
+    LATEX = r"\left|{a0}\right|^{{{a1}}}"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        x, p = self.args
+        if argindex == 2:
+            raise ArgumentIndexError(self, argindex)
+        return sympy.Piecewise((0, sympy.Eq(x, 0, evaluate=False)), (p * abs_pow(x, p - 1) * sympy.sign(x), True))
+
+
+class norm_root(Primitive):
+    """s**(1/p): the p-norm from the sum s of |x|^p. torch's norm backward divides by
+    norm^(p-1) and masks norm == 0 to a zero gradient (linalg.vector_norm at 0 has gradient 0)."""
+
+    nargs = 2
+    NUMBA = NumbaHelper(
+        "norm_root",
+        ("s", "p"),
+        "    if p == 2.0:\n"  # a constant in specialized kernels: the branch folds away
+        "        return math.sqrt(s)\n"
+        "    return s ** (1.0 / p)\n",
+    )
+    LATEX = r"\left({a0}\right)^{{1/{a1}}}"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        s, p = self.args
+        if argindex == 2:
+            raise ArgumentIndexError(self, argindex)
+        return sympy.Piecewise((0, sympy.Eq(s, 0, evaluate=False)), (1 / (p * norm_root(s, p) ** (p - 1)), True))
+
+
+class minimum(Primitive):
+    """torch.minimum(a, b): nan if either is nan; at a tie the gradient is split, half to each
+    argument (torch's derivatives.yaml: where(a == b, grad / 2, grad), masked where a > b)."""
+
+    nargs = 2
+    NUMBA = NumbaHelper("minimum", ("a", "b"), "    return a if (a < b or a != a) else b\n")
+    LATEX = r"\min\left({a0}, {a1}\right)"
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        a, b = self.args
+        this, other = (a, b) if argindex == 1 else (b, a)
+        return sympy.Piecewise((sympy.Rational(1, 2), sympy.Eq(a, b)), (0, this > other), (1, True))
+
+
+class peak(Primitive):
+    """1 where the term t is the maximum m (or is nan), else 0: which terms of a maximum share its
+    gradient (torch's amax / norm-inf backward splits it equally among them). Derivative 0."""
+
+    nargs = 2
+    NUMBA = NumbaHelper("peak", ("t", "m"), "    return 1.0 if (t == m or t != t) else 0.0\n")
+    LATEX = r"\mathbf{{1}}\left[{a0} = {a1}\right]"
+
+    def _eval_derivative(self, s: sympy.Symbol) -> sympy.Expr:
+        return sympy.Integer(0)
+
+
 PRIMITIVES: tuple[type[Primitive], ...] = (
+    abs_pow,
     bce_term,
     clamp_min_ad,
     clamp_min_st,
     indicator,
     logaddexp,
     logsumexp3,
+    minimum,
+    norm_root,
+    peak,
     ratio,
     sigmoid,
     softplus,

@@ -8,6 +8,7 @@ from typing import Iterable
 import jinja2
 
 from .lower import ElementwiseIR, RowIR, SignatureParam
+from .pair import ChainIR
 from .primitives import PRIMITIVES
 from .recurrence import RecurrenceIR
 
@@ -59,7 +60,7 @@ def _latex_environment() -> jinja2.Environment:
     return env
 
 
-def render_package(modules: Iterable[ElementwiseIR | RowIR | RecurrenceIR]) -> dict[str, str]:
+def render_package(modules: Iterable[ElementwiseIR | RowIR | RecurrenceIR | ChainIR]) -> dict[str, str]:
     """Files of the generated package, keyed by their path relative to the package."""
     env = _environment()
     modules = list(modules)
@@ -73,7 +74,13 @@ def render_package(modules: Iterable[ElementwiseIR | RowIR | RecurrenceIR]) -> d
     }
     if any(isinstance(m, RecurrenceIR) for m in modules):
         files["_recurrence.py"] = env.get_template("_recurrence.py.j2").render()
+    if any(isinstance(m, ChainIR) or isinstance(m, RowIR) and m.driver.startswith("_pair.") for m in modules):
+        files["_pair.py"] = env.get_template("_pair.py.j2").render()
     for module in modules:
+        if isinstance(module, ChainIR):  # the public driver, and the loss of the distances it runs
+            files[f"{module.name}.py"] = env.get_template("chain.py.j2").render(ir=module)
+            files[f"{module.inner.name}.py"] = env.get_template("elementwise.py.j2").render(ir=module.inner)
+            continue
         template = "row.py.j2" if isinstance(module, RowIR) else "elementwise.py.j2"
         template = "recurrence.py.j2" if isinstance(module, RecurrenceIR) else template
         files[f"{module.name}.py"] = env.get_template(template).render(ir=module)

@@ -17,6 +17,9 @@ from ._runtime import InvalidArgument, InvalidIndex
 LOSSES = (
     'binary_cross_entropy',
     'binary_cross_entropy_with_logits',
+    'cosine_distance',
+    'cosine_embedding_loss',
+    'cosine_similarity',
     'cross_entropy',
     'ctc_loss',
     'gaussian_nll_loss',
@@ -30,10 +33,13 @@ LOSSES = (
     'multilabel_margin_loss',
     'multilabel_soft_margin_loss',
     'nll_loss',
+    'pairwise_distance',
     'poisson_nll_loss',
     'smooth_l1_loss',
     'soft_dtw',
     'soft_margin_loss',
+    'triplet_margin_loss',
+    'triplet_margin_with_distance_loss',
 )
 
 # public name -> the module that defines it

@@ -202,6 +202,11 @@ JIT_PRIMITIVE = dict(JIT_HELPER, inline="always")
 
 
 @numba.njit(**JIT_PRIMITIVE)
+def abs_pow(x, p):
+    return abs(x) ** p
+
+
+@numba.njit(**JIT_PRIMITIVE)
 def bce_term(x, y):
     log_x = fast_log(x)
     log_x = log_x if log_x > -100.0 else -100.0
@@ -242,6 +247,23 @@ def logsumexp3(a, b, c):
     shift = m if finite else 0.0
     total = shift + fast_log(fast_exp(a - shift) + fast_exp(b - shift) + fast_exp(c - shift))
     return total if finite else m
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def minimum(a, b):
+    return a if (a < b or a != a) else b
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def norm_root(s, p):
+    if p == 2.0:
+        return math.sqrt(s)
+    return s ** (1.0 / p)
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def peak(t, m):
+    return 1.0 if (t == m or t != t) else 0.0
 
 
 @numba.njit(**JIT_PRIMITIVE)

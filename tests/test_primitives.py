@@ -35,6 +35,15 @@ REWRITES = {
                   lambda r: {a: r.uniform(-30, 30), b: r.uniform(-30, 30)}),
     "logsumexp3": (lambda: P.logsumexp3(a, b, a - b), lambda: sympy.log(sympy.exp(a) + sympy.exp(b) + sympy.exp(a - b)),
                    (a, b), lambda r: {a: r.uniform(-30, 30), b: r.uniform(-30, 30)}),
+    # norms over a feature axis: |a|^p and s^(1/p), differentiated in their first argument
+    "abs_pow": (lambda: P.abs_pow(a, b), lambda: sympy.Abs(a) ** b, (a,),
+                lambda r: {a: r.choice([-1, 1]) * r.uniform(0.1, 3), b: r.uniform(0.3, 3)}),
+    "norm_root": (lambda: P.norm_root(a, b), lambda: a ** (1 / b), (a,),
+                  lambda r: {a: r.uniform(0.1, 5), b: r.choice([-1, 1]) * r.uniform(0.3, 3)}),
+    "minimum": (lambda: P.minimum(a, b), lambda: sympy.Min(a, b), (a, b),
+                lambda r: {a: r.uniform(-3, 3), b: r.uniform(-3, 3)}),
+    "peak": (lambda: P.peak(a, b), lambda: sympy.Piecewise((1, sympy.Eq(a, b)), (0, True)), (a, b),
+             lambda r: {a: r.uniform(-3, 3), b: r.uniform(-3, 3)}),
     # evaluated as its first argument, differentiated as its second
     "two_forms": (lambda: P.two_forms(a, b), lambda: b, (a, b), lambda r: {a: r.uniform(-3, 3), b: r.uniform(-3, 3)}),
 }
@@ -48,6 +57,8 @@ def unwrap(expr):
         P.ratio: lambda x, y: x / y,
         P.xlogy: lambda x, y: x * sympy.log(y),
         P.indicator: lambda c: sympy.Piecewise((1, c), (0, True)),
+        P.abs_pow: lambda x, p: sympy.Abs(x) ** p,
+        P.norm_root: lambda s, p: s ** (1 / p),
         P.logaddexp: lambda x, y: sympy.log(sympy.exp(x) + sympy.exp(y)),
         P.logsumexp3: lambda x, y, z: sympy.log(sympy.exp(x) + sympy.exp(y) + sympy.exp(z)),
     }
@@ -176,6 +187,20 @@ def test_other_helpers():
     assert rt.indicator(True) == 1.0 and rt.indicator(False) == 0.0
     assert rt.where(True, 1.0, 2.0) == 1.0 and rt.where(False, 1.0, 2.0) == 2.0
     assert rt.two_forms(1.0, 2.0) == 1.0
+
+
+def test_pair_helpers_and_torch_conventions():
+    """The norm helpers, and torch's subgradients: |x|^p masked at x == 0, the root masked where
+    the norm is 0, minimum's gradient split at a tie, peak marking maxima and nan terms."""
+    rt = runtime()
+    assert rt.abs_pow(-2.0, 3.0) == 8.0 and rt.norm_root(9.0, 2.0) == 3.0 and rt.norm_root(8.0, 3.0) == pytest.approx(2.0)
+    assert rt.minimum(1.0, 2.0) == 1.0 and math.isnan(rt.minimum(math.nan, 2.0)) and math.isnan(rt.minimum(1.0, math.nan))
+    assert rt.peak(2.0, 2.0) == 1.0 and rt.peak(1.0, 2.0) == 0.0 and rt.peak(math.nan, 2.0) == 1.0
+    assert sympy.diff(P.abs_pow(a, sympy.Rational(1, 2)), a).subs(a, 0) == 0
+    assert sympy.diff(P.norm_root(a, 2), a).subs(a, 0) == 0
+    tie = sympy.diff(P.minimum(a, b), a).subs({a: 1, b: 1})
+    assert tie == sympy.Rational(1, 2) and sympy.diff(P.minimum(a, b), b).subs({a: 1, b: 1}) == tie
+    assert sympy.diff(P.minimum(a, b), a).subs({a: 2, b: 1}) == 0
 
 
 def test_two_forms_prints_its_value_form_in_parentheses():
