@@ -33,7 +33,7 @@ import generated
 from compiler.lang import ClassTarget, Loss, Tensor
 from compiler.load import load_spec
 from compiler.printer import SpecError
-from compiler.warm import KINDS_WITH_EXAMPLES, example_call
+from compiler.warm import FEATURE_KINDS, KINDS_WITH_EXAMPLES, example_call
 
 from .startup import measure_startup
 
@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 THREADS = 2
 ELEMENTWISE_SIZES = ("1e4", "1e6", "1e7")
 ROW_SIZES = ("4096x1000", "65536x32", "512x32000")  # (N, C): many classes, few classes, huge vocabulary
+PAIR_SIZES = ("65536x128", "4096x1000")  # (N, D): embeddings of metric learning, few long rows
 QUICK_LOSSES = ("mse_loss", "binary_cross_entropy_with_logits", "cross_entropy")
 QUICK_SIZES = ("1e6", "1e7", "4096x1000")  # 1e7: where out= meets the roofline
 MIN_SAMPLE_S = 2e-3  # a sample repeats a fast call until it lasts this long: the timer's noise stays small
@@ -153,11 +154,14 @@ def run_case(case: Case, spec: Loss, rounds: int, compile_torch: bool, probe: tu
     arrays = positional + [v for v in keywords.values() if isinstance(v, np.ndarray)]
     result.bytes_moved = sum(a.nbytes for a in arrays) + sum(g.nbytes for g in grads if g is not None)
 
-    function = getattr(torch.nn.functional, spec.torch_name or spec.name)
+    function = torch_function(spec)
     tensors, torch_keywords, differentiable = torch_call(spec, positional, keywords)
 
     def torch_step(forward: Callable[..., Any]) -> Callable[[], object]:
-        return lambda: torch.autograd.grad(forward(*tensors, **torch_keywords), differentiable)
+        def step() -> object:
+            value = forward(*tensors, **torch_keywords)  # a distance has one value per row: grad_output ones
+            return torch.autograd.grad(value, differentiable, torch.ones_like(value) if value.ndim else None)
+        return step
 
     reference = function(*tensors, **torch_keywords).detach().numpy()
     tolerance = 1e-4 if case.dtype == "float32" else 1e-10
@@ -186,6 +190,13 @@ def run_case(case: Case, spec: Loss, rounds: int, compile_torch: bool, probe: tu
         result.notes["torch_compile"] = "not run (--no-compile)"
     result.seconds = median_times(contenders, rounds)
     return result
+
+
+def torch_function(spec: Loss) -> Callable[..., Any]:
+    """torch's counterpart; cosine_distance is the expression of torch's triplet tutorial."""
+    if spec.name == "cosine_distance":
+        return lambda x1, x2, **kw: 1 - torch.nn.functional.cosine_similarity(x1, x2, **kw)
+    return getattr(torch.nn.functional, spec.torch_name or spec.name)
 
 
 def estimated_call_seconds(spec: Loss, case: Case, ours: Callable[..., Any], rng: np.random.Generator) -> float:
@@ -307,6 +318,15 @@ def chart(results: list[Result], path: Path) -> None:
     plt.close(figure)
 
 
+def sizes_of(spec: Loss, given: str | None) -> list[str]:
+    """The sizes a loss runs at: its kind's defaults, or the given ones of its form (NxC or NxD
+    for class-axis and pair losses, a count of elements otherwise)."""
+    rows = spec.kind == "row" or spec.kind in FEATURE_KINDS
+    if given:
+        return [size for size in given.split(",") if ("x" in size) == rows]
+    return list(ROW_SIZES if spec.kind == "row" else PAIR_SIZES if spec.kind in FEATURE_KINDS else ELEMENTWISE_SIZES)
+
+
 def load_benchmarked_specs(names: list[str]) -> tuple[dict[str, Loss], dict[str, str]]:
     """The spec of each loss to run, and the losses skipped with the reason."""
     specs, skipped = {}, {}
@@ -330,7 +350,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
                         help=f"smoke run: {', '.join(QUICK_LOSSES)} at {', '.join(QUICK_SIZES)}, float32, 10 rounds")
     parser.add_argument("--losses", help="comma-separated loss names (default: every loss in generated.LOSSES)")
     parser.add_argument("--sizes", help="comma-separated: elements for elementwise losses (1e6), NxC for class-axis "
-                                        f"losses (default: {','.join(ELEMENTWISE_SIZES + ROW_SIZES)})")
+                                        f"losses, NxD for pair losses (defaults: {','.join(ELEMENTWISE_SIZES)}; {','.join(ROW_SIZES)}; "
+                                        f"{','.join(PAIR_SIZES)})")
     parser.add_argument("--dtypes", default="float32,float64", help="comma-separated (default: float32,float64)")
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds per case (default: 30)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
@@ -360,9 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown losses {unknown}; generated has {', '.join(generated.LOSSES)}", file=sys.stderr)
         return 2
     specs, skipped = load_benchmarked_specs(names)
-    sizes = args.sizes.split(",") if args.sizes else list(ELEMENTWISE_SIZES + ROW_SIZES)
     cases = [Case(name, dtype, size) for name, spec in specs.items() for dtype in args.dtypes.split(",")
-             for size in sizes if ("x" in size) == (spec.kind == "row")]
+             for size in sizes_of(spec, args.sizes)]
     probe = triad_contender()
     # torch.compile keeps compiled graphs on disk: an empty cache makes each compile time the cost a
     # user pays the first time, not a lookup of a graph an earlier run compiled
@@ -377,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     startup = None
     if not args.no_startup and specs:
         name, spec = next(iter(specs.items()))
-        positional, keywords = example_call(spec, (4, 8) if spec.kind == "row" else (1000,), np.dtype(np.float32),
+        positional, keywords = example_call(spec, (1000,) if spec.kind == "elementwise" else (4, 8), np.dtype(np.float32),
                                             np.random.default_rng(0))
         startup = measure_startup(name, positional, keywords)
     print(table(results))

@@ -58,12 +58,24 @@ class DocParam:
 class DocEquation:
     lhs: str
     lines: tuple[str, ...]  # the right-hand side, one display line each
+    # a line the layout could not bring under the page's width: printed scaled to the width
+    scaled: bool = False
 
 
 @dataclass(frozen=True)
 class DocVariant:
     title: str  # "" when the loss has a single variant
-    equations: tuple[DocEquation, ...]  # the loss, then one derived gradient per differentiable tensor
+    # named row quantities (if any), the loss, then one derived gradient per differentiable tensor
+    equations: tuple[DocEquation, ...]
+
+    @property
+    def scaled(self) -> bool:
+        return any(eq.scaled for eq in self.equations)
+
+    @property
+    def named(self) -> bool:
+        """Whether the equations start with named row quantities (rho_1, ...)."""
+        return any(eq.lhs.startswith(r"\rho_") for eq in self.equations)
 
 
 @dataclass(frozen=True)
@@ -742,15 +754,59 @@ def _primitive_doc(cls: type[Primitive]) -> DocPrimitive:
     return DocPrimitive(printer._print(sample), tex_escape(text), tuple(derivatives))
 
 
+# a display line this much wider than the budget makes a variant's page name its row quantities
+OVERFLOW_PT = 30.0
+
+
 def _equations(variant: Variant, names: Mapping[str, str]) -> tuple[DocEquation, ...]:
-    printer = DocPrinter(_symbol_map(variant, names))
-    result = [DocEquation(r"\ell", tuple(_layout(_flatten_selections(variant.loss), printer, LINE_BUDGET)))]
-    for name, gradient in variant.gradients:
+    table = _symbol_map(variant, names)
+    lhs = [r"\ell"]
+    for name, _ in variant.gradients:
         base = variant.symbols[name]
         wrt = names[name] if not isinstance(base, sympy.IndexedBase) else f"{{{names[name]}}}_{{k}}"
-        lhs = r"\frac{\partial \ell}{\partial " + wrt + "}"
-        result.append(DocEquation(lhs, tuple(_layout(_flatten_selections(gradient), printer, LINE_BUDGET))))
+        lhs.append(r"\frac{\partial \ell}{\partial " + wrt + "}")
+    exprs = [variant.loss] + [gradient for _, gradient in variant.gradients]
+    result = _laid_out(lhs, exprs, DocPrinter(table))
+    if not any(eq.scaled for eq in result):
+        return result
+    # too wide to read: each quantity computed once per row (a sum or maximum over the classes
+    # or features, not at the gradient's k) gets a name, defined ahead of the formulas
+    definitions, exprs = _row_quantities(exprs)
+    table.update({symbol: rf"\rho_{{{index + 1}}}" for index, (symbol, _) in enumerate(definitions)})
+    printer = DocPrinter(table)
+    named = _laid_out([rf"\rho_{{{index + 1}}}" for index in range(len(definitions))], [d for _, d in definitions], printer)
+    return named + _laid_out(lhs, exprs, printer)
+
+
+def _laid_out(lhs: Sequence[str], exprs: Sequence[sympy.Expr], printer: DocPrinter) -> tuple[DocEquation, ...]:
+    result = []
+    for left, expr in zip(lhs, exprs):
+        lines = tuple(_layout(_flatten_selections(expr), printer, LINE_BUDGET))
+        result.append(DocEquation(left, lines, any(tex_width(line) > LINE_BUDGET + OVERFLOW_PT for line in lines)))
     return tuple(result)
+
+
+def _row_quantities(exprs: list[sympy.Expr]) -> tuple[list[tuple[sympy.Symbol, sympy.Expr]], list[sympy.Expr]]:
+    """([(name, definition)], exprs with each row quantity replaced by its name): the innermost
+    first, so that a definition reads the names defined before it."""
+    from .lang import ClassMax
+
+    definitions: list[tuple[sympy.Symbol, sympy.Expr]] = []
+    while True:
+        reductions = [n for e in exprs for n in sympy.preorder_traversal(e) if isinstance(n, (ClassSum, ClassMax))]
+        indices = {n.index for n in reductions} | {GRAD_CLASS}  # a quantity of the row reads none of them
+        found = {n for n in reductions if not n.free_symbols & indices and not n.body.has(ClassSum, ClassMax)}
+        if not found:
+            return definitions, exprs
+        named: dict[sympy.Expr, sympy.Symbol] = {}
+        for node in sorted(found, key=sympy.default_sort_key):
+            # one name per quantity, whatever its bound index was renamed to by differentiation
+            bound = FEATURE if any(n.index == FEATURE for n in reductions) else CLASS  # d over features, else c
+            canonical = node.func(node.body.xreplace({node.index: bound}), bound) if isinstance(node, ClassSum) else node
+            if canonical not in named:
+                named[canonical] = sympy.Symbol(f"_row_quantity{len(definitions)}", real=True)
+                definitions.append((named[canonical], canonical))
+            exprs = [e.xreplace({node: named[canonical]}) for e in exprs]
 
 
 def _kronecker_sentence(vs: Sequence[Variant], names: Mapping[str, str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import keyword
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,23 @@ def load_spec(path: Path) -> LoadedSpec:
     return LoadedSpec(path, spec)
 
 
+# Names the kernel templates use for their own arguments and locals (loop indices c0, c1, ...
+# and recurrence states p0, p1, ...): a parameter of the same name would clash with them in the
+# generated source. tests/test_codegen.py checks the list against every generated kernel.
+RESERVED_NAMES = frozenset({
+    "C", "D", "N", "S", "T", "W", "acc", "c", "chunk", "cur", "d", "em", "exact", "go", "go_a", "go_c", "hi", "i",
+    "ignore_index", "j", "k", "labels", "last", "lo", "loss", "loss_c", "loss_out", "m", "n", "nchunks", "nxt",
+    "partials", "prev", "r", "rows", "s", "sc", "scale", "scale_a", "size", "states", "steps", "store", "t", "table",
+    "tape", "tape_n", "use_array", "want_grad", "work", "zero_infinity",
+})
+# kernel arguments that carry the spec parameter of that name when there is one
+_SHARED_WITH_KERNELS = {"ignore_index": Int, "zero_infinity": Flag}
+
+
+def is_reserved(name: str) -> bool:
+    return name in RESERVED_NAMES or re.fullmatch(r"[cp][0-9]+", name) is not None
+
+
 def _fail(path: Path, field: str, message: str) -> SpecError:
     return SpecError(f"{path}: field '{field}': {message}")
 
@@ -90,6 +108,10 @@ def validate(path: Path, spec: Loss) -> None:
             raise _fail(path, f"params[{index}]", f"{param!r} is not a parameter of the spec language")
         if not param.name.isidentifier() or keyword.iskeyword(param.name) or param.name.startswith("_"):
             raise _fail(path, f"params[{index}]", f"{param.name!r} is not a valid parameter name")
+        shared = isinstance(param, _SHARED_WITH_KERNELS.get(param.name, ()))
+        if is_reserved(param.name) and not shared and not isinstance(param, (Legacy, Reduction)):
+            raise _fail(path, f"params[{index}]", f"{param.name!r} is a name the generated kernels use "
+                                                  "for themselves: choose another (compiler.load.RESERVED_NAMES)")
         names.append(param.name)
     if len(set(names)) != len(names):
         raise _fail(path, "params", "parameter names repeat")

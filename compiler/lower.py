@@ -216,8 +216,9 @@ class Stmt:
 
     kind 'assign': name = code. kind 'sum' / 'max': name starts at 0 / -inf, then for index in
     range(C), run body and fold code into name (max ignores nan: nan then reaches the result
-    through the sum of exp(x - max), as in torch). A 'sum' with ``cache`` also stores each
-    term in that per-row scratch array, where the per-class loop reads it back. kind 'amax':
+    through the sum of exp(x - max), as in torch). A 'sum' with ``cache`` first stores each
+    term in that per-row scratch array (a loop without a reduction: it vectorizes at the data's
+    width), then adds them up; the per-class loop reads the terms back. kind 'amax':
     a maximum that propagates nan (lang.ClassMax, torch's amax).
     """
 
@@ -235,7 +236,9 @@ class RowBody:
     loss: str  # '' when the body computes no loss
     per_class: tuple[Stmt, ...]  # inside `for k in range(C)`
     gradients: tuple[tuple[str, str], ...]
-    caches: tuple[str, ...] = ()  # scratch arrays of C float64 values, one set per chunk
+    # scratch arrays of C values, one set per chunk: (name, array whose dtype it takes) for terms
+    # computed in the data's precision (an exponential), (name, '') for float64 terms
+    caches: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -284,9 +287,9 @@ class _RowLowering:
             index = node.index
             exponent = node.body.args[0]
             maximum = self.fresh("m")
-            stmts.append(self.reduction("max", maximum, exponent, index, depth))
+            stmts.append(self.reduction("max", maximum, exponent, index, depth, stmts))
             z = self.fresh("z")
-            stmts.append(self.reduction("sum", z, sympy.exp(exponent - maximum), index, depth))
+            stmts.append(self.reduction("sum", z, sympy.exp(exponent - maximum), index, depth, stmts))
             replacements[node] = sympy.exp(maximum) * z
         if not replacements:
             return exprs
@@ -302,20 +305,28 @@ class _RowLowering:
         return result
 
     # -- sums to loops ----------------------------------------------------------------------
-    def reduction(self, op: str, name: sympy.Symbol, body: sympy.Expr, index: sympy.Symbol, depth: int) -> Stmt:
+    def reduction(self, op: str, name: sympy.Symbol, body: sympy.Expr, index: sympy.Symbol, depth: int,
+                  before: list[Stmt]) -> Stmt:
+        """The loop of one reduction; reductions inside its body that do not depend on its index
+        (the norms inside cosine's sum over features) become loops of their own in ``before``,
+        run once rather than once per iteration."""
         loop_index = sympy.Symbol(f"c{depth}", integer=True)
         body = body.xreplace({index: loop_index})
+        invariant = sorted(set(_invariant_reductions(body, loop_index)), key=sympy.default_sort_key)
+        if invariant:
+            lowered = self.lower_sums(list(invariant), before, depth)
+            body = body.xreplace(dict(zip(invariant, lowered)))
         inner: list[Stmt] = []
         (value,) = self.lower_sums([body], inner, depth + 1)
         if op == "sum" and depth == 0 and not inner:
             self.terms[str(name)] = (loop_index, value)
         return Stmt(op, str(name), self.code(value), str(loop_index), tuple(inner))
 
-    def cache_terms(self, exprs: list[sympy.Expr], row_stmts: list[Stmt]) -> tuple[list[sympy.Expr], tuple[str, ...]]:
+    def cache_terms(self, exprs: list[sympy.Expr], row_stmts: list[Stmt]) -> tuple[list[sympy.Expr], tuple[tuple[str, str], ...]]:
         """Where a row sum's term reappears at class k in the gradients (softmax: exp(x_k - M)
         in both Z and the gradient), the sum's loop stores each term and the gradient loop reads
         it back: one exp per class instead of two."""
-        caches: list[str] = []
+        caches: list[tuple[str, str]] = []
         for position, stmt in enumerate(row_stmts):
             if stmt.kind != "sum" or stmt.name not in self.terms:
                 continue
@@ -324,7 +335,9 @@ class _RowLowering:
             if not term.has(index) or not any(e.has(at_k) for e in exprs):
                 continue
             cache = f"_cache{len(caches)}"
-            caches.append(cache)
+            # an exponential is computed in the data's precision (see code()): a float32 cache
+            # then holds it exactly, and float32 stores are what lets its loop vectorize 8 wide
+            caches.append((cache, f"{self.variant.arrays[0]}_a" if isinstance(term, sympy.exp) else ""))
             exprs = [e.xreplace({at_k: sympy.IndexedBase(cache, real=True)[self.k]}) for e in exprs]
             row_stmts[position] = replace(stmt, cache=cache)
         return exprs, tuple(caches)
@@ -341,7 +354,7 @@ class _RowLowering:
         for node in outermost:
             name = self.fresh("s")
             target = per_class if per_class is not None and self.k in node.free_symbols else stmts
-            target.append(self.reduction("sum", name, node.body, node.index, depth))
+            target.append(self.reduction("sum", name, node.body, node.index, depth, target))
             replacements[node] = name
         return [e.xreplace(replacements) for e in exprs]
 
@@ -354,7 +367,7 @@ class _RowLowering:
         replacements = {}
         for node in maxima:
             name = self.fresh("m")
-            stmts.append(self.reduction("amax", name, node.body, node.index, depth))
+            stmts.append(self.reduction("amax", name, node.body, node.index, depth, stmts))
             replacements[node] = name
         return [e.xreplace(replacements) for e in exprs] if replacements else exprs
 
@@ -382,7 +395,7 @@ class _RowLowering:
         row_stmts: list[Stmt] = []
         per_class: list[Stmt] = []
         lowered = self.lower_sums(exprs, row_stmts, 0, per_class)
-        caches: tuple[str, ...] = ()
+        caches: tuple[tuple[str, str], ...] = ()
         if with_gradients:
             lowered, caches = self.cache_terms(lowered, row_stmts)
         shared = share(lowered)
@@ -397,6 +410,18 @@ class _RowLowering:
         outputs = [self.code(e) for e in shared.outputs]
         loss = outputs.pop(0) if with_loss else ""
         return RowBody(tuple(row_stmts), loss, tuple(per_class), tuple(zip(names, outputs)), caches)
+
+
+def _invariant_reductions(expr: sympy.Expr, index: sympy.Symbol) -> list[sympy.Expr]:
+    """The outermost sums and maxima inside ``expr`` that do not depend on ``index``."""
+    from .lang import ClassMax
+
+    if isinstance(expr, (ClassSum, ClassMax)) and index not in expr.free_symbols:
+        return [expr]
+    found: list[sympy.Expr] = []
+    for arg in expr.args:
+        found += _invariant_reductions(arg, index)
+    return found
 
 
 def _outer_sums(expr: sympy.Expr) -> list[ClassSum]:

@@ -199,6 +199,9 @@ class two_forms(Primitive):
 
     nargs = 2
     NUMBA = NumbaHelper("two_forms", ("v", "d"), "    return v\n")
+
+    def _eval_is_extended_real(self) -> Any:  # real where its value is: |two_forms(d)|' = sign(d) d'
+        return self.args[0].is_extended_real
     LATEX = r"\left({a0}\right)"
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:

@@ -29,7 +29,9 @@ FLOAT_DTYPES: tuple[type[np.floating[Any]], ...] = (np.float32, np.float64)
 # multi-label targets list a few labels per row: the cost of torch's kernel and ours grows with
 # the labels per row, and real multi-label data has few
 LABELS_PER_ROW = 4
-KINDS_WITH_EXAMPLES = ("elementwise", "row")
+KINDS_WITH_EXAMPLES = ("elementwise", "row", "pair", "chain")
+# pair and chain losses: rows of features, (N, D) or (D)
+FEATURE_KINDS = ("pair", "chain")
 
 
 def sample(domain: str, shape: tuple[int, ...], dtype: Any, rng: np.random.Generator) -> np.ndarray:
@@ -67,6 +69,9 @@ def variants(spec: Loss) -> list[Variant]:
         elif isinstance(p, Real) and p.specialize_zero:
             other = 0.25 if p.default == 0 else 0.0
             axes.append([Variant(keywords=((p.name, p.default),)), Variant(keywords=((p.name, other),))])
+        elif isinstance(p, Real) and p.specialize:  # each special value, and one the general kernel runs
+            values = [float(v) for v in p.specialize] + [1.5]
+            axes.append([Variant(keywords=((p.name, v),)) for v in values])
         elif isinstance(p, OptionalTensor):
             axes.append([Variant(), Variant(given=frozenset({p.name}))])
         elif isinstance(p, ClassTarget) and p.probabilities_switch:
@@ -88,7 +93,10 @@ def class_axis(spec: Loss, input_shape: tuple[int, ...]) -> int:
 def example_call(spec: Loss, input_shape: tuple[int, ...], dtype: Any, rng: np.random.Generator,
                  variant: Variant = Variant()) -> tuple[list[Any], dict[str, Any]]:
     """(positional, keywords) of a valid call: the required arrays in signature order, shaped by
-    ``input_shape`` ((n,) elementwise; (N, C) or (N, C, d...) for row losses), then the variant."""
+    ``input_shape`` ((n,) elementwise; (N, C) or (N, C, d...) for row losses; (N, D) or (D) for
+    pair and chain losses, features last), then the variant."""
+    if spec.kind in FEATURE_KINDS:
+        return _feature_call(spec, input_shape, dtype, rng, variant)
     axis = class_axis(spec, input_shape)
     classes = input_shape[axis]
     target_shape = input_shape[:axis] + input_shape[axis + 1:]
@@ -105,10 +113,23 @@ def example_call(spec: Loss, input_shape: tuple[int, ...], dtype: Any, rng: np.r
     return positional, keywords
 
 
+def _feature_call(spec: Loss, input_shape: tuple[int, ...], dtype: Any, rng: np.random.Generator,
+                  variant: Variant) -> tuple[list[Any], dict[str, Any]]:
+    """Pair and chain losses: feature tensors shaped ``input_shape``, one value per row for a
+    tensor of layout 'row' (cosine_embedding_loss's target)."""
+    positional: list[Any] = []
+    for p in spec.params:
+        if isinstance(p, Tensor):
+            positional.append(sample(p.domain, input_shape[:-1] if p.layout == "row" else input_shape, dtype, rng))
+    return positional, dict(variant.keywords)
+
+
 def tiny_shapes(spec: Loss) -> tuple[tuple[int, ...], ...]:
     """Input shapes reaching every row layout: contiguous rows (N, C) and strided rows (N, C, D)."""
     if spec.kind == "row":
         return ((2, 3), (2, 3, 2)) if spec.class_axis == 1 else ((2, 3),)
+    if spec.kind in FEATURE_KINDS:
+        return ((2, 3),)
     return ((3,),)
 
 

@@ -55,7 +55,13 @@ class PairLoss(rt.RowLoss):
         rows = [(n, call[n].shape) for n, layout in self.layouts.items() if layout == "row"]
         loss = rt.broadcast_shape([("rows", rest)] + rows)
         call.pair = (padded, axis, loss, shape[axis])
-        keep = any(call[n] for n in self.shape_flags) and call[names[0]].ndim + 0 > 0
+        for name in self.specials:  # the order of a norm: torch has no value for some on no features
+            p = call[name]
+            if shape[axis] == 0 and (p < 0 or p == math.inf):
+                raise rt.InvalidArgument(
+                    "linalg.vector_norm cannot compute the {:g} norm on the dimension {}because this dimension "
+                    "is empty and the operation does not have an identity".format(p, axis))
+        keep = any(call[n] for n in self.shape_flags) and max(call[n].ndim for n in names) > 0
         return loss[:axis] + (1,) + loss[axis:] if keep else loss
 
     def dtype(self, call):
@@ -136,7 +142,7 @@ class PairLoss(rt.RowLoss):
 
 def cosine_checks(a):
     """cosine_similarity's checks (its spec's and cosine_distance's prepare step)."""
-    if a["eps"] < 0:
+    if not a["eps"] >= 0:  # nan too, as torch
         raise rt.InvalidArgument("eps must be non-negative, got: {:g}".format(a["eps"]))
     if not any(rt.is_float(a[n]) for n in ("x1", "x2")):
         raise rt.InvalidArgument("expected common dtype to be floating point, yet common dtype is Long")

@@ -25,14 +25,14 @@ def _forward_plain_c(x1_a, x2_a, eps, ignore_index, loss_out, partials, nchunks,
         for r in range(lo, hi):
             x1_r = x1_a[r]
             x2_r = x2_a[r]
+            _s2 = 0.0
+            for c0 in range(C):
+                _s2 += (x1_r[c0]*x1_r[c0])
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += (x2_r[c0]*x2_r[c0])
             _s1 = 0.0
             for c0 in range(C):
-                _s2 = 0.0
-                for c1 in range(C):
-                    _s2 += (x1_r[c1]*x1_r[c1])
-                _s3 = 0.0
-                for c1 in range(C):
-                    _s3 += (x2_r[c1]*x2_r[c1])
                 _s1 += rt.ratio(x1_r[c0], rt.clamp_min_st(rt.norm_root(_s2, 2.0), eps))*rt.ratio(x2_r[c0], rt.clamp_min_st(rt.norm_root(_s3, 2.0), eps))
             loss = 1.0 - _s1
             if store:
@@ -59,40 +59,40 @@ def _fused_plain_c(x1_a, x2_a, eps, ignore_index, go_a, scale, use_array, loss_o
             x1_gr = x1_g[r]
             x2_gr = x2_g[r]
             s = np.float64(go_a[r]) if use_array else scale
+            for c0 in range(C):
+                _cache0[c0] = (x1_r[c0]*x1_r[c0])
+            _s5 = 0.0
+            for c0 in range(C):
+                _s5 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = (x2_r[c0]*x2_r[c0])
+            _s6 = 0.0
+            for c0 in range(C):
+                _s6 += np.float64(_cache1[c0])
             _s4 = 0.0
             for c0 in range(C):
-                _s5 = 0.0
-                for c1 in range(C):
-                    _s5 += (x1_r[c1]*x1_r[c1])
-                _s6 = 0.0
-                for c1 in range(C):
-                    _s6 += (x2_r[c1]*x2_r[c1])
                 _s4 += rt.ratio(x1_r[c0], rt.clamp_min_st(rt.norm_root(_s5, 2.0), eps))*rt.ratio(x2_r[c0], rt.clamp_min_st(rt.norm_root(_s6, 2.0), eps))
+            _s8 = 0.0
+            for c0 in range(C):
+                _s8 += (x1_r[c0]*x1_r[c0])
             _s7 = 0.0
             for c0 in range(C):
-                _s8 = 0.0
-                for c1 in range(C):
-                    _s8 += (x1_r[c1]*x1_r[c1])
                 _s7 += rt.ratio(x1_r[c0], rt.clamp_min_st(rt.norm_root(_s8, 2.0), eps))*x2_r[c0]
+            _s10 = 0.0
+            for c0 in range(C):
+                _s10 += (x2_r[c0]*x2_r[c0])
             _s9 = 0.0
             for c0 in range(C):
-                _s10 = 0.0
-                for c1 in range(C):
-                    _s10 += (x2_r[c1]*x2_r[c1])
                 _s9 += rt.ratio(x2_r[c0], rt.clamp_min_st(rt.norm_root(_s10, 2.0), eps))*x1_r[c0]
             _s11 = 0.0
             for c0 in range(C):
-                _e = (x1_r[c0]*x1_r[c0])
-                _cache0[c0] = _e
-                _s11 += _e
+                _s11 += (x1_r[c0]*x1_r[c0])
             _s12 = 0.0
             for c0 in range(C):
                 _s12 += (x1_r[c0]*x1_r[c0])
             _s13 = 0.0
             for c0 in range(C):
-                _e = (x2_r[c0]*x2_r[c0])
-                _cache1[c0] = _e
-                _s13 += _e
+                _s13 += (x2_r[c0]*x2_r[c0])
             _s14 = 0.0
             for c0 in range(C):
                 _s14 += (x2_r[c0]*x2_r[c0])
@@ -133,14 +133,14 @@ def _forward_plain_s(x1_a, x2_a, eps, ignore_index, loss_out, partials, nchunks,
             j = r - n * D
             x1_r = x1_a[n, :, j]
             x2_r = x2_a[n, :, j]
+            _s2 = 0.0
+            for c0 in range(C):
+                _s2 += (x1_r[c0]*x1_r[c0])
+            _s3 = 0.0
+            for c0 in range(C):
+                _s3 += (x2_r[c0]*x2_r[c0])
             _s1 = 0.0
             for c0 in range(C):
-                _s2 = 0.0
-                for c1 in range(C):
-                    _s2 += (x1_r[c1]*x1_r[c1])
-                _s3 = 0.0
-                for c1 in range(C):
-                    _s3 += (x2_r[c1]*x2_r[c1])
                 _s1 += rt.ratio(x1_r[c0], rt.clamp_min_st(rt.norm_root(_s2, 2.0), eps))*rt.ratio(x2_r[c0], rt.clamp_min_st(rt.norm_root(_s3, 2.0), eps))
             loss = 1.0 - _s1
             if store:
@@ -171,40 +171,40 @@ def _fused_plain_s(x1_a, x2_a, eps, ignore_index, go_a, scale, use_array, loss_o
             x1_gr = x1_g[n, :, j]
             x2_gr = x2_g[n, :, j]
             s = np.float64(go_a[n, j]) if use_array else scale
+            for c0 in range(C):
+                _cache0[c0] = (x1_r[c0]*x1_r[c0])
+            _s5 = 0.0
+            for c0 in range(C):
+                _s5 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = (x2_r[c0]*x2_r[c0])
+            _s6 = 0.0
+            for c0 in range(C):
+                _s6 += np.float64(_cache1[c0])
             _s4 = 0.0
             for c0 in range(C):
-                _s5 = 0.0
-                for c1 in range(C):
-                    _s5 += (x1_r[c1]*x1_r[c1])
-                _s6 = 0.0
-                for c1 in range(C):
-                    _s6 += (x2_r[c1]*x2_r[c1])
                 _s4 += rt.ratio(x1_r[c0], rt.clamp_min_st(rt.norm_root(_s5, 2.0), eps))*rt.ratio(x2_r[c0], rt.clamp_min_st(rt.norm_root(_s6, 2.0), eps))
+            _s8 = 0.0
+            for c0 in range(C):
+                _s8 += (x1_r[c0]*x1_r[c0])
             _s7 = 0.0
             for c0 in range(C):
-                _s8 = 0.0
-                for c1 in range(C):
-                    _s8 += (x1_r[c1]*x1_r[c1])
                 _s7 += rt.ratio(x1_r[c0], rt.clamp_min_st(rt.norm_root(_s8, 2.0), eps))*x2_r[c0]
+            _s10 = 0.0
+            for c0 in range(C):
+                _s10 += (x2_r[c0]*x2_r[c0])
             _s9 = 0.0
             for c0 in range(C):
-                _s10 = 0.0
-                for c1 in range(C):
-                    _s10 += (x2_r[c1]*x2_r[c1])
                 _s9 += rt.ratio(x2_r[c0], rt.clamp_min_st(rt.norm_root(_s10, 2.0), eps))*x1_r[c0]
             _s11 = 0.0
             for c0 in range(C):
-                _e = (x1_r[c0]*x1_r[c0])
-                _cache0[c0] = _e
-                _s11 += _e
+                _s11 += (x1_r[c0]*x1_r[c0])
             _s12 = 0.0
             for c0 in range(C):
                 _s12 += (x1_r[c0]*x1_r[c0])
             _s13 = 0.0
             for c0 in range(C):
-                _e = (x2_r[c0]*x2_r[c0])
-                _cache1[c0] = _e
-                _s13 += _e
+                _s13 += (x2_r[c0]*x2_r[c0])
             _s14 = 0.0
             for c0 in range(C):
                 _s14 += (x2_r[c0]*x2_r[c0])
@@ -246,7 +246,7 @@ _LOSS = _pair.PairLoss(
     flags=(),
     choices={},
     lenient=(),
-    bools=('dim', 'eps'),
+    bools=('x1', 'x2', 'dim', 'eps'),
     ignore_index='',
     ints=(),
     switch_count=0,

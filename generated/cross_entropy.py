@@ -85,7 +85,7 @@ def _fused_plain_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         for r in range(lo, hi):
             input_r = input_a[r]
             target = target_a[r]
@@ -134,11 +134,11 @@ def _fused_plain_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale
             _m3 = _lane5 if _lane5 > _m3 else _m3
             _m3 = _lane6 if _lane6 > _m3 else _m3
             _m3 = _lane7 if _lane7 > _m3 else _m3
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m3 + input_r[c0], input_a)
             _z4 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m3 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z4 += _e
+                _z4 += np.float64(_cache0[c0])
             loss = _m3 + rt.fast_log(_z4) - input_r[target]
             if store:
                 loss_out[r] = loss
@@ -228,7 +228,7 @@ def _fused_plain_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         for r in range(lo, hi):
             n = r // D
             j = r - n * D
@@ -279,11 +279,11 @@ def _fused_plain_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale
             _m3 = _lane5 if _lane5 > _m3 else _m3
             _m3 = _lane6 if _lane6 > _m3 else _m3
             _m3 = _lane7 if _lane7 > _m3 else _m3
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m3 + input_r[c0], input_a)
             _z4 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m3 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z4 += _e
+                _z4 += np.float64(_cache0[c0])
             loss = _m3 + rt.fast_log(_z4) - input_r[target]
             if store:
                 loss_out[n, j] = loss
@@ -369,7 +369,7 @@ def _fused_probabilities_c(input_a, target_a, label_smoothing, ignore_index, go_
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         _cache1 = np.empty(C)
         for r in range(lo, hi):
             input_r = input_a[r]
@@ -414,19 +414,19 @@ def _fused_probabilities_c(input_a, target_a, label_smoothing, ignore_index, go_
             _m5 = _lane5 if _lane5 > _m5 else _m5
             _m5 = _lane6 if _lane6 > _m5 else _m5
             _m5 = _lane7 if _lane7 > _m5 else _m5
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m5 + input_r[c0], input_a)
             _z6 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m5 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z6 += _e
+                _z6 += np.float64(_cache0[c0])
             _s7 = 0.0
             for c0 in range(C):
                 _s7 += input_r[c0]*target_r[c0]
+            for c0 in range(C):
+                _cache1[c0] = target_r[c0]
             _s8 = 0.0
             for c0 in range(C):
-                _e = target_r[c0]
-                _cache1[c0] = _e
-                _s8 += _e
+                _s8 += np.float64(_cache1[c0])
             _t0 = _m5 + rt.fast_log(_z6)
             loss = -_s7 + _s8*_t0
             if store:
@@ -520,7 +520,7 @@ def _fused_probabilities_s(input_a, target_a, label_smoothing, ignore_index, go_
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         _cache1 = np.empty(C)
         for r in range(lo, hi):
             n = r // D
@@ -567,19 +567,19 @@ def _fused_probabilities_s(input_a, target_a, label_smoothing, ignore_index, go_
             _m5 = _lane5 if _lane5 > _m5 else _m5
             _m5 = _lane6 if _lane6 > _m5 else _m5
             _m5 = _lane7 if _lane7 > _m5 else _m5
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m5 + input_r[c0], input_a)
             _z6 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m5 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z6 += _e
+                _z6 += np.float64(_cache0[c0])
             _s7 = 0.0
             for c0 in range(C):
                 _s7 += input_r[c0]*target_r[c0]
+            for c0 in range(C):
+                _cache1[c0] = target_r[c0]
             _s8 = 0.0
             for c0 in range(C):
-                _e = target_r[c0]
-                _cache1[c0] = _e
-                _s8 += _e
+                _s8 += np.float64(_cache1[c0])
             _t0 = _m5 + rt.fast_log(_z6)
             loss = -_s7 + _s8*_t0
             if store:
@@ -669,7 +669,7 @@ def _fused_label_smoothing_c(input_a, target_a, label_smoothing, ignore_index, g
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         for r in range(lo, hi):
             input_r = input_a[r]
             target = target_a[r]
@@ -718,11 +718,11 @@ def _fused_label_smoothing_c(input_a, target_a, label_smoothing, ignore_index, g
             _m4 = _lane5 if _lane5 > _m4 else _m4
             _m4 = _lane6 if _lane6 > _m4 else _m4
             _m4 = _lane7 if _lane7 > _m4 else _m4
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m4 + input_r[c0], input_a)
             _z5 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m4 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z5 += _e
+                _z5 += np.float64(_cache0[c0])
             _s6 = 0.0
             for c0 in range(C):
                 _s6 += input_r[c0]
@@ -823,7 +823,7 @@ def _fused_label_smoothing_s(input_a, target_a, label_smoothing, ignore_index, g
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         for r in range(lo, hi):
             n = r // D
             j = r - n * D
@@ -874,11 +874,11 @@ def _fused_label_smoothing_s(input_a, target_a, label_smoothing, ignore_index, g
             _m4 = _lane5 if _lane5 > _m4 else _m4
             _m4 = _lane6 if _lane6 > _m4 else _m4
             _m4 = _lane7 if _lane7 > _m4 else _m4
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m4 + input_r[c0], input_a)
             _z5 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m4 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z5 += _e
+                _z5 += np.float64(_cache0[c0])
             _s6 = 0.0
             for c0 in range(C):
                 _s6 += input_r[c0]
@@ -975,7 +975,7 @@ def _fused_label_smoothing_probabilities_c(input_a, target_a, label_smoothing, i
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         _cache1 = np.empty(C)
         _cache2 = np.empty(C)
         for r in range(lo, hi):
@@ -1021,24 +1021,24 @@ def _fused_label_smoothing_probabilities_c(input_a, target_a, label_smoothing, i
             _m6 = _lane5 if _lane5 > _m6 else _m6
             _m6 = _lane6 if _lane6 > _m6 else _m6
             _m6 = _lane7 if _lane7 > _m6 else _m6
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m6 + input_r[c0], input_a)
             _z7 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m6 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z7 += _e
+                _z7 += np.float64(_cache0[c0])
             _s8 = 0.0
             for c0 in range(C):
                 _s8 += input_r[c0]*target_r[c0]
+            for c0 in range(C):
+                _cache1[c0] = input_r[c0]
             _s9 = 0.0
             for c0 in range(C):
-                _e = input_r[c0]
-                _cache1[c0] = _e
-                _s9 += _e
+                _s9 += np.float64(_cache1[c0])
+            for c0 in range(C):
+                _cache2[c0] = target_r[c0]
             _s10 = 0.0
             for c0 in range(C):
-                _e = target_r[c0]
-                _cache2[c0] = _e
-                _s10 += _e
+                _s10 += np.float64(_cache2[c0])
             _t0 = _m6 + rt.fast_log(_z7)
             _t1 = label_smoothing/C
             _t2 = 1.0 - label_smoothing
@@ -1139,7 +1139,7 @@ def _fused_label_smoothing_probabilities_s(input_a, target_a, label_smoothing, i
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         _cache1 = np.empty(C)
         _cache2 = np.empty(C)
         for r in range(lo, hi):
@@ -1187,24 +1187,24 @@ def _fused_label_smoothing_probabilities_s(input_a, target_a, label_smoothing, i
             _m6 = _lane5 if _lane5 > _m6 else _m6
             _m6 = _lane6 if _lane6 > _m6 else _m6
             _m6 = _lane7 if _lane7 > _m6 else _m6
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m6 + input_r[c0], input_a)
             _z7 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m6 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z7 += _e
+                _z7 += np.float64(_cache0[c0])
             _s8 = 0.0
             for c0 in range(C):
                 _s8 += input_r[c0]*target_r[c0]
+            for c0 in range(C):
+                _cache1[c0] = input_r[c0]
             _s9 = 0.0
             for c0 in range(C):
-                _e = input_r[c0]
-                _cache1[c0] = _e
-                _s9 += _e
+                _s9 += np.float64(_cache1[c0])
+            for c0 in range(C):
+                _cache2[c0] = target_r[c0]
             _s10 = 0.0
             for c0 in range(C):
-                _e = target_r[c0]
-                _cache2[c0] = _e
-                _s10 += _e
+                _s10 += np.float64(_cache2[c0])
             _t0 = _m6 + rt.fast_log(_z7)
             _t1 = label_smoothing/C
             _t2 = 1.0 - label_smoothing
@@ -1293,7 +1293,7 @@ def _fused_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, 
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         for r in range(lo, hi):
             input_r = input_a[r]
             target = target_a[r]
@@ -1342,11 +1342,11 @@ def _fused_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, 
             _m3 = _lane5 if _lane5 > _m3 else _m3
             _m3 = _lane6 if _lane6 > _m3 else _m3
             _m3 = _lane7 if _lane7 > _m3 else _m3
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m3 + input_r[c0], input_a)
             _z4 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m3 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z4 += _e
+                _z4 += np.float64(_cache0[c0])
             loss = (_m3 + rt.fast_log(_z4) - input_r[target])*weight_a[target]
             if store:
                 loss_out[r] = loss
@@ -1436,7 +1436,7 @@ def _fused_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, 
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         for r in range(lo, hi):
             n = r // D
             j = r - n * D
@@ -1487,11 +1487,11 @@ def _fused_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, 
             _m3 = _lane5 if _lane5 > _m3 else _m3
             _m3 = _lane6 if _lane6 > _m3 else _m3
             _m3 = _lane7 if _lane7 > _m3 else _m3
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m3 + input_r[c0], input_a)
             _z4 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m3 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z4 += _e
+                _z4 += np.float64(_cache0[c0])
             loss = (_m3 + rt.fast_log(_z4) - input_r[target])*weight_a[target]
             if store:
                 loss_out[n, j] = loss
@@ -1577,7 +1577,7 @@ def _fused_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, 
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         _cache1 = np.empty(C)
         for r in range(lo, hi):
             input_r = input_a[r]
@@ -1622,16 +1622,16 @@ def _fused_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, 
             _m5 = _lane5 if _lane5 > _m5 else _m5
             _m5 = _lane6 if _lane6 > _m5 else _m5
             _m5 = _lane7 if _lane7 > _m5 else _m5
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m5 + input_r[c0], input_a)
             _z6 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m5 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z6 += _e
+                _z6 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = target_r[c0]*weight_a[c0]
             _s7 = 0.0
             for c0 in range(C):
-                _e = target_r[c0]*weight_a[c0]
-                _cache1[c0] = _e
-                _s7 += _e
+                _s7 += np.float64(_cache1[c0])
             _s8 = 0.0
             for c0 in range(C):
                 _s8 += input_r[c0]*target_r[c0]*weight_a[c0]
@@ -1728,7 +1728,7 @@ def _fused_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, 
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         _cache1 = np.empty(C)
         for r in range(lo, hi):
             n = r // D
@@ -1775,16 +1775,16 @@ def _fused_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, 
             _m5 = _lane5 if _lane5 > _m5 else _m5
             _m5 = _lane6 if _lane6 > _m5 else _m5
             _m5 = _lane7 if _lane7 > _m5 else _m5
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m5 + input_r[c0], input_a)
             _z6 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m5 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z6 += _e
+                _z6 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = target_r[c0]*weight_a[c0]
             _s7 = 0.0
             for c0 in range(C):
-                _e = target_r[c0]*weight_a[c0]
-                _cache1[c0] = _e
-                _s7 += _e
+                _s7 += np.float64(_cache1[c0])
             _s8 = 0.0
             for c0 in range(C):
                 _s8 += input_r[c0]*target_r[c0]*weight_a[c0]
@@ -1880,7 +1880,7 @@ def _fused_label_smoothing_weight_c(input_a, target_a, weight_a, label_smoothing
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         _cache1 = np.empty(C)
         for r in range(lo, hi):
             input_r = input_a[r]
@@ -1930,19 +1930,19 @@ def _fused_label_smoothing_weight_c(input_a, target_a, weight_a, label_smoothing
             _m5 = _lane5 if _lane5 > _m5 else _m5
             _m5 = _lane6 if _lane6 > _m5 else _m5
             _m5 = _lane7 if _lane7 > _m5 else _m5
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m5 + input_r[c0], input_a)
             _z6 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m5 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z6 += _e
+                _z6 += np.float64(_cache0[c0])
             _s7 = 0.0
             for c0 in range(C):
                 _s7 += input_r[c0]*weight_a[c0]
+            for c0 in range(C):
+                _cache1[c0] = weight_a[c0]
             _s8 = 0.0
             for c0 in range(C):
-                _e = weight_a[c0]
-                _cache1[c0] = _e
-                _s8 += _e
+                _s8 += np.float64(_cache1[c0])
             _t0 = _m5 + rt.fast_log(_z6)
             _t1 = label_smoothing/C
             _t2 = (1.0 - label_smoothing)*weight_a[target]
@@ -2043,7 +2043,7 @@ def _fused_label_smoothing_weight_s(input_a, target_a, weight_a, label_smoothing
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         _cache1 = np.empty(C)
         for r in range(lo, hi):
             n = r // D
@@ -2095,19 +2095,19 @@ def _fused_label_smoothing_weight_s(input_a, target_a, weight_a, label_smoothing
             _m5 = _lane5 if _lane5 > _m5 else _m5
             _m5 = _lane6 if _lane6 > _m5 else _m5
             _m5 = _lane7 if _lane7 > _m5 else _m5
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m5 + input_r[c0], input_a)
             _z6 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m5 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z6 += _e
+                _z6 += np.float64(_cache0[c0])
             _s7 = 0.0
             for c0 in range(C):
                 _s7 += input_r[c0]*weight_a[c0]
+            for c0 in range(C):
+                _cache1[c0] = weight_a[c0]
             _s8 = 0.0
             for c0 in range(C):
-                _e = weight_a[c0]
-                _cache1[c0] = _e
-                _s8 += _e
+                _s8 += np.float64(_cache1[c0])
             _t0 = _m5 + rt.fast_log(_z6)
             _t1 = label_smoothing/C
             _t2 = (1.0 - label_smoothing)*weight_a[target]
@@ -2204,7 +2204,7 @@ def _fused_label_smoothing_probabilities_weight_c(input_a, target_a, weight_a, l
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         _cache1 = np.empty(C)
         _cache2 = np.empty(C)
         _cache3 = np.empty(C)
@@ -2251,29 +2251,29 @@ def _fused_label_smoothing_probabilities_weight_c(input_a, target_a, weight_a, l
             _m7 = _lane5 if _lane5 > _m7 else _m7
             _m7 = _lane6 if _lane6 > _m7 else _m7
             _m7 = _lane7 if _lane7 > _m7 else _m7
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m7 + input_r[c0], input_a)
             _z8 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m7 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z8 += _e
+                _z8 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = input_r[c0]*weight_a[c0]
             _s9 = 0.0
             for c0 in range(C):
-                _e = input_r[c0]*weight_a[c0]
-                _cache1[c0] = _e
-                _s9 += _e
+                _s9 += np.float64(_cache1[c0])
+            for c0 in range(C):
+                _cache2[c0] = target_r[c0]*weight_a[c0]
             _s10 = 0.0
             for c0 in range(C):
-                _e = target_r[c0]*weight_a[c0]
-                _cache2[c0] = _e
-                _s10 += _e
+                _s10 += np.float64(_cache2[c0])
             _s11 = 0.0
             for c0 in range(C):
                 _s11 += input_r[c0]*target_r[c0]*weight_a[c0]
+            for c0 in range(C):
+                _cache3[c0] = weight_a[c0]
             _s12 = 0.0
             for c0 in range(C):
-                _e = weight_a[c0]
-                _cache3[c0] = _e
-                _s12 += _e
+                _s12 += np.float64(_cache3[c0])
             _t0 = _m7 + rt.fast_log(_z8)
             _t1 = label_smoothing/C
             _t2 = 1.0 - label_smoothing
@@ -2377,7 +2377,7 @@ def _fused_label_smoothing_probabilities_weight_s(input_a, target_a, weight_a, l
         lo = min(chunk * size, rows)
         hi = min(lo + size, rows)
         acc = 0.0
-        _cache0 = np.empty(C)
+        _cache0 = np.empty(C, input_a.dtype)
         _cache1 = np.empty(C)
         _cache2 = np.empty(C)
         _cache3 = np.empty(C)
@@ -2426,29 +2426,29 @@ def _fused_label_smoothing_probabilities_weight_s(input_a, target_a, weight_a, l
             _m7 = _lane5 if _lane5 > _m7 else _m7
             _m7 = _lane6 if _lane6 > _m7 else _m7
             _m7 = _lane7 if _lane7 > _m7 else _m7
+            for c0 in range(C):
+                _cache0[c0] = rt.exp_as(-_m7 + input_r[c0], input_a)
             _z8 = 0.0
             for c0 in range(C):
-                _e = rt.exp_as(-_m7 + input_r[c0], input_a)
-                _cache0[c0] = _e
-                _z8 += _e
+                _z8 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = input_r[c0]*weight_a[c0]
             _s9 = 0.0
             for c0 in range(C):
-                _e = input_r[c0]*weight_a[c0]
-                _cache1[c0] = _e
-                _s9 += _e
+                _s9 += np.float64(_cache1[c0])
+            for c0 in range(C):
+                _cache2[c0] = target_r[c0]*weight_a[c0]
             _s10 = 0.0
             for c0 in range(C):
-                _e = target_r[c0]*weight_a[c0]
-                _cache2[c0] = _e
-                _s10 += _e
+                _s10 += np.float64(_cache2[c0])
             _s11 = 0.0
             for c0 in range(C):
                 _s11 += input_r[c0]*target_r[c0]*weight_a[c0]
+            for c0 in range(C):
+                _cache3[c0] = weight_a[c0]
             _s12 = 0.0
             for c0 in range(C):
-                _e = weight_a[c0]
-                _cache3[c0] = _e
-                _s12 += _e
+                _s12 += np.float64(_cache3[c0])
             _t0 = _m7 + rt.fast_log(_z8)
             _t1 = label_smoothing/C
             _t2 = 1.0 - label_smoothing

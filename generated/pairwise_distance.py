@@ -181,11 +181,9 @@ def _fused_p1_c(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_o
                 acc += loss
             for k in range(C):
                 _t0 = x1_r[k] - x2_r[k]
-                _t1 = (_t0)
-                _t2 = _t1 + eps
-                _t3 = (_t1 + eps)*(1.0 if _t2 > 0.0 else (-1.0 if _t2 < 0.0 else 0.0))/_t2
-                x1_gr[k] = s * (_t3)
-                x2_gr[k] = s * (-_t3)
+                _t1 = (1.0 if eps + (_t0) > 0.0 else (-1.0 if eps + (_t0) < 0.0 else 0.0))
+                x1_gr[k] = s * (_t1)
+                x2_gr[k] = s * (-_t1)
         partials[chunk] = acc
 
 
@@ -245,11 +243,9 @@ def _fused_p1_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_o
                 acc += loss
             for k in range(C):
                 _t0 = x1_r[k] - x2_r[k]
-                _t1 = (_t0)
-                _t2 = _t1 + eps
-                _t3 = (_t1 + eps)*(1.0 if _t2 > 0.0 else (-1.0 if _t2 < 0.0 else 0.0))/_t2
-                x1_gr[k] = s * (_t3)
-                x2_gr[k] = s * (-_t3)
+                _t1 = (1.0 if eps + (_t0) > 0.0 else (-1.0 if eps + (_t0) < 0.0 else 0.0))
+                x1_gr[k] = s * (_t1)
+                x2_gr[k] = s * (-_t1)
         partials[chunk] = acc
 
 
@@ -297,11 +293,11 @@ def _fused_pinf_c(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss
             for c0 in range(C):
                 _v = abs(eps + (x1_r[c0] - x2_r[c0]))
                 _m2 = _v if (_v > _m2 or _v != _v) else _m2
+            for c0 in range(C):
+                _cache0[c0] = rt.peak(abs(eps + (x1_r[c0] - x2_r[c0])), _m2)
             _s3 = 0.0
             for c0 in range(C):
-                _e = rt.peak(abs(eps + (x1_r[c0] - x2_r[c0])), _m2)
-                _cache0[c0] = _e
-                _s3 += _e
+                _s3 += np.float64(_cache0[c0])
             loss = _m2
             if store:
                 loss_out[r] = loss
@@ -309,11 +305,9 @@ def _fused_pinf_c(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss
                 acc += loss
             for k in range(C):
                 _t0 = x1_r[k] - x2_r[k]
-                _t1 = (_t0)
-                _t2 = _t1 + eps
-                _t3 = (_t1 + eps)*(1.0 if _t2 > 0.0 else (-1.0 if _t2 < 0.0 else 0.0))*_cache0[k]/(_s3*_t2)
-                x1_gr[k] = s * (_t3)
-                x2_gr[k] = s * (-_t3)
+                _t1 = (1.0 if eps + (_t0) > 0.0 else (-1.0 if eps + (_t0) < 0.0 else 0.0))*_cache0[k]/_s3
+                x1_gr[k] = s * (_t1)
+                x2_gr[k] = s * (-_t1)
         partials[chunk] = acc
 
 
@@ -369,11 +363,11 @@ def _fused_pinf_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss
             for c0 in range(C):
                 _v = abs(eps + (x1_r[c0] - x2_r[c0]))
                 _m2 = _v if (_v > _m2 or _v != _v) else _m2
+            for c0 in range(C):
+                _cache0[c0] = rt.peak(abs(eps + (x1_r[c0] - x2_r[c0])), _m2)
             _s3 = 0.0
             for c0 in range(C):
-                _e = rt.peak(abs(eps + (x1_r[c0] - x2_r[c0])), _m2)
-                _cache0[c0] = _e
-                _s3 += _e
+                _s3 += np.float64(_cache0[c0])
             loss = _m2
             if store:
                 loss_out[n, j] = loss
@@ -381,11 +375,9 @@ def _fused_pinf_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss
                 acc += loss
             for k in range(C):
                 _t0 = x1_r[k] - x2_r[k]
-                _t1 = (_t0)
-                _t2 = _t1 + eps
-                _t3 = (_t1 + eps)*(1.0 if _t2 > 0.0 else (-1.0 if _t2 < 0.0 else 0.0))*_cache0[k]/(_s3*_t2)
-                x1_gr[k] = s * (_t3)
-                x2_gr[k] = s * (-_t3)
+                _t1 = (1.0 if eps + (_t0) > 0.0 else (-1.0 if eps + (_t0) < 0.0 else 0.0))*_cache0[k]/_s3
+                x1_gr[k] = s * (_t1)
+                x2_gr[k] = s * (-_t1)
         partials[chunk] = acc
 
 
@@ -433,11 +425,11 @@ def _fused_pneginf_c(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, l
             for c0 in range(C):
                 _v = -abs(eps + (x1_r[c0] - x2_r[c0]))
                 _m2 = _v if (_v > _m2 or _v != _v) else _m2
+            for c0 in range(C):
+                _cache0[c0] = rt.peak(-abs(eps + (x1_r[c0] - x2_r[c0])), _m2)
             _s3 = 0.0
             for c0 in range(C):
-                _e = rt.peak(-abs(eps + (x1_r[c0] - x2_r[c0])), _m2)
-                _cache0[c0] = _e
-                _s3 += _e
+                _s3 += np.float64(_cache0[c0])
             loss = -_m2
             if store:
                 loss_out[r] = loss
@@ -445,11 +437,9 @@ def _fused_pneginf_c(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, l
                 acc += loss
             for k in range(C):
                 _t0 = x1_r[k] - x2_r[k]
-                _t1 = (_t0)
-                _t2 = _t1 + eps
-                _t3 = (_t1 + eps)*(1.0 if _t2 > 0.0 else (-1.0 if _t2 < 0.0 else 0.0))*_cache0[k]/(_s3*_t2)
-                x1_gr[k] = s * (_t3)
-                x2_gr[k] = s * (-_t3)
+                _t1 = (1.0 if eps + (_t0) > 0.0 else (-1.0 if eps + (_t0) < 0.0 else 0.0))*_cache0[k]/_s3
+                x1_gr[k] = s * (_t1)
+                x2_gr[k] = s * (-_t1)
         partials[chunk] = acc
 
 
@@ -505,11 +495,11 @@ def _fused_pneginf_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, l
             for c0 in range(C):
                 _v = -abs(eps + (x1_r[c0] - x2_r[c0]))
                 _m2 = _v if (_v > _m2 or _v != _v) else _m2
+            for c0 in range(C):
+                _cache0[c0] = rt.peak(-abs(eps + (x1_r[c0] - x2_r[c0])), _m2)
             _s3 = 0.0
             for c0 in range(C):
-                _e = rt.peak(-abs(eps + (x1_r[c0] - x2_r[c0])), _m2)
-                _cache0[c0] = _e
-                _s3 += _e
+                _s3 += np.float64(_cache0[c0])
             loss = -_m2
             if store:
                 loss_out[n, j] = loss
@@ -517,11 +507,9 @@ def _fused_pneginf_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, l
                 acc += loss
             for k in range(C):
                 _t0 = x1_r[k] - x2_r[k]
-                _t1 = (_t0)
-                _t2 = _t1 + eps
-                _t3 = (_t1 + eps)*(1.0 if _t2 > 0.0 else (-1.0 if _t2 < 0.0 else 0.0))*_cache0[k]/(_s3*_t2)
-                x1_gr[k] = s * (_t3)
-                x2_gr[k] = s * (-_t3)
+                _t1 = (1.0 if eps + (_t0) > 0.0 else (-1.0 if eps + (_t0) < 0.0 else 0.0))*_cache0[k]/_s3
+                x1_gr[k] = s * (_t1)
+                x2_gr[k] = s * (-_t1)
         partials[chunk] = acc
 
 

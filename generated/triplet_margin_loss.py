@@ -218,7 +218,7 @@ def _fused_p1_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, 
             for c0 in range(C):
                 _s4 += abs(eps + (anchor_r[c0] - positive_r[c0]))
             _t0 = -_s3 + _s4 + margin
-            _t11 = rt.indicator((_t0 >= 0.0))
+            _t5 = rt.indicator((_t0 >= 0.0))
             loss = rt.clamp_min_ad(_t0, 0.0)
             if store:
                 loss_out[r] = loss
@@ -226,18 +226,12 @@ def _fused_p1_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, 
                 acc += loss
             for k in range(C):
                 _t1 = anchor_r[k] - negative_r[k]
-                _t2 = (_t1)
-                _t3 = _t2 + eps
-                _t4 = (_t2 + eps)*(1.0 if _t3 > 0.0 else (-1.0 if _t3 < 0.0 else 0.0))/_t3
-                _t5 = anchor_r[k] - positive_r[k]
-                _t6 = (_t5)
-                _t7 = _t6 + eps
-                _t8 = _t6 + eps
-                _t9 = (1.0 if _t8 > 0.0 else (-1.0 if _t8 < 0.0 else 0.0))
-                _t10 = (1.0/(_t8))
-                anchor_gr[k] = s * (_t11*(_t10*_t7*_t9 - _t4))
-                positive_gr[k] = s * (-_t10*_t11*_t7*_t9)
-                negative_gr[k] = s * (_t11*_t4)
+                _t2 = (1.0 if eps + (_t1) > 0.0 else (-1.0 if eps + (_t1) < 0.0 else 0.0))
+                _t3 = anchor_r[k] - positive_r[k]
+                _t4 = (1.0 if eps + (_t3) > 0.0 else (-1.0 if eps + (_t3) < 0.0 else 0.0))
+                anchor_gr[k] = s * (_t5*(-_t2 + _t4))
+                positive_gr[k] = s * (-_t4*_t5)
+                negative_gr[k] = s * (_t2*_t5)
         partials[chunk] = acc
 
 
@@ -300,7 +294,7 @@ def _fused_p1_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, 
             for c0 in range(C):
                 _s4 += abs(eps + (anchor_r[c0] - positive_r[c0]))
             _t0 = -_s3 + _s4 + margin
-            _t11 = rt.indicator((_t0 >= 0.0))
+            _t5 = rt.indicator((_t0 >= 0.0))
             loss = rt.clamp_min_ad(_t0, 0.0)
             if store:
                 loss_out[n, j] = loss
@@ -308,18 +302,12 @@ def _fused_p1_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, 
                 acc += loss
             for k in range(C):
                 _t1 = anchor_r[k] - negative_r[k]
-                _t2 = (_t1)
-                _t3 = _t2 + eps
-                _t4 = (_t2 + eps)*(1.0 if _t3 > 0.0 else (-1.0 if _t3 < 0.0 else 0.0))/_t3
-                _t5 = anchor_r[k] - positive_r[k]
-                _t6 = (_t5)
-                _t7 = _t6 + eps
-                _t8 = _t6 + eps
-                _t9 = (1.0 if _t8 > 0.0 else (-1.0 if _t8 < 0.0 else 0.0))
-                _t10 = (1.0/(_t8))
-                anchor_gr[k] = s * (_t11*(_t10*_t7*_t9 - _t4))
-                positive_gr[k] = s * (-_t10*_t11*_t7*_t9)
-                negative_gr[k] = s * (_t11*_t4)
+                _t2 = (1.0 if eps + (_t1) > 0.0 else (-1.0 if eps + (_t1) < 0.0 else 0.0))
+                _t3 = anchor_r[k] - positive_r[k]
+                _t4 = (1.0 if eps + (_t3) > 0.0 else (-1.0 if eps + (_t3) < 0.0 else 0.0))
+                anchor_gr[k] = s * (_t5*(-_t2 + _t4))
+                positive_gr[k] = s * (-_t4*_t5)
+                negative_gr[k] = s * (_t2*_t5)
         partials[chunk] = acc
 
 
@@ -379,18 +367,18 @@ def _fused_pinf_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
             for c0 in range(C):
                 _v = abs(eps + (anchor_r[c0] - positive_r[c0]))
                 _m4 = _v if (_v > _m4 or _v != _v) else _m4
+            for c0 in range(C):
+                _cache0[c0] = rt.peak(abs(eps + (anchor_r[c0] - negative_r[c0])), _m3)
             _s5 = 0.0
             for c0 in range(C):
-                _e = rt.peak(abs(eps + (anchor_r[c0] - negative_r[c0])), _m3)
-                _cache0[c0] = _e
-                _s5 += _e
+                _s5 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = rt.peak(abs(eps + (anchor_r[c0] - positive_r[c0])), _m4)
             _s6 = 0.0
             for c0 in range(C):
-                _e = rt.peak(abs(eps + (anchor_r[c0] - positive_r[c0])), _m4)
-                _cache1[c0] = _e
-                _s6 += _e
+                _s6 += np.float64(_cache1[c0])
             _t0 = -_m3 + _m4 + margin
-            _t9 = rt.indicator((_t0 >= 0.0))
+            _t5 = rt.indicator((_t0 >= 0.0))
             loss = rt.clamp_min_ad(_t0, 0.0)
             if store:
                 loss_out[r] = loss
@@ -398,16 +386,12 @@ def _fused_pinf_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
                 acc += loss
             for k in range(C):
                 _t1 = anchor_r[k] - positive_r[k]
-                _t2 = (_t1)
-                _t3 = _t2 + eps
-                _t4 = (_t2 + eps)*(1.0 if _t3 > 0.0 else (-1.0 if _t3 < 0.0 else 0.0))*_cache1[k]/(_s6*_t3)
-                _t5 = anchor_r[k] - negative_r[k]
-                _t6 = (_t5)
-                _t7 = _t6 + eps
-                _t8 = (_t6 + eps)*(1.0 if _t7 > 0.0 else (-1.0 if _t7 < 0.0 else 0.0))*_cache0[k]/(_s5*_t7)
-                anchor_gr[k] = s * (_t9*(_t4 - _t8))
-                positive_gr[k] = s * (-_t4*_t9)
-                negative_gr[k] = s * (_t8*_t9)
+                _t2 = (1.0 if eps + (_t1) > 0.0 else (-1.0 if eps + (_t1) < 0.0 else 0.0))*_cache1[k]/_s6
+                _t3 = anchor_r[k] - negative_r[k]
+                _t4 = (1.0 if eps + (_t3) > 0.0 else (-1.0 if eps + (_t3) < 0.0 else 0.0))*_cache0[k]/_s5
+                anchor_gr[k] = s * (_t5*(_t2 - _t4))
+                positive_gr[k] = s * (-_t2*_t5)
+                negative_gr[k] = s * (_t4*_t5)
         partials[chunk] = acc
 
 
@@ -475,18 +459,18 @@ def _fused_pinf_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
             for c0 in range(C):
                 _v = abs(eps + (anchor_r[c0] - positive_r[c0]))
                 _m4 = _v if (_v > _m4 or _v != _v) else _m4
+            for c0 in range(C):
+                _cache0[c0] = rt.peak(abs(eps + (anchor_r[c0] - negative_r[c0])), _m3)
             _s5 = 0.0
             for c0 in range(C):
-                _e = rt.peak(abs(eps + (anchor_r[c0] - negative_r[c0])), _m3)
-                _cache0[c0] = _e
-                _s5 += _e
+                _s5 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = rt.peak(abs(eps + (anchor_r[c0] - positive_r[c0])), _m4)
             _s6 = 0.0
             for c0 in range(C):
-                _e = rt.peak(abs(eps + (anchor_r[c0] - positive_r[c0])), _m4)
-                _cache1[c0] = _e
-                _s6 += _e
+                _s6 += np.float64(_cache1[c0])
             _t0 = -_m3 + _m4 + margin
-            _t9 = rt.indicator((_t0 >= 0.0))
+            _t5 = rt.indicator((_t0 >= 0.0))
             loss = rt.clamp_min_ad(_t0, 0.0)
             if store:
                 loss_out[n, j] = loss
@@ -494,16 +478,12 @@ def _fused_pinf_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
                 acc += loss
             for k in range(C):
                 _t1 = anchor_r[k] - positive_r[k]
-                _t2 = (_t1)
-                _t3 = _t2 + eps
-                _t4 = (_t2 + eps)*(1.0 if _t3 > 0.0 else (-1.0 if _t3 < 0.0 else 0.0))*_cache1[k]/(_s6*_t3)
-                _t5 = anchor_r[k] - negative_r[k]
-                _t6 = (_t5)
-                _t7 = _t6 + eps
-                _t8 = (_t6 + eps)*(1.0 if _t7 > 0.0 else (-1.0 if _t7 < 0.0 else 0.0))*_cache0[k]/(_s5*_t7)
-                anchor_gr[k] = s * (_t9*(_t4 - _t8))
-                positive_gr[k] = s * (-_t4*_t9)
-                negative_gr[k] = s * (_t8*_t9)
+                _t2 = (1.0 if eps + (_t1) > 0.0 else (-1.0 if eps + (_t1) < 0.0 else 0.0))*_cache1[k]/_s6
+                _t3 = anchor_r[k] - negative_r[k]
+                _t4 = (1.0 if eps + (_t3) > 0.0 else (-1.0 if eps + (_t3) < 0.0 else 0.0))*_cache0[k]/_s5
+                anchor_gr[k] = s * (_t5*(_t2 - _t4))
+                positive_gr[k] = s * (-_t2*_t5)
+                negative_gr[k] = s * (_t4*_t5)
         partials[chunk] = acc
 
 
@@ -563,18 +543,18 @@ def _fused_pneginf_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
             for c0 in range(C):
                 _v = -abs(eps + (anchor_r[c0] - positive_r[c0]))
                 _m4 = _v if (_v > _m4 or _v != _v) else _m4
+            for c0 in range(C):
+                _cache0[c0] = rt.peak(-abs(eps + (anchor_r[c0] - negative_r[c0])), _m3)
             _s5 = 0.0
             for c0 in range(C):
-                _e = rt.peak(-abs(eps + (anchor_r[c0] - negative_r[c0])), _m3)
-                _cache0[c0] = _e
-                _s5 += _e
+                _s5 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = rt.peak(-abs(eps + (anchor_r[c0] - positive_r[c0])), _m4)
             _s6 = 0.0
             for c0 in range(C):
-                _e = rt.peak(-abs(eps + (anchor_r[c0] - positive_r[c0])), _m4)
-                _cache1[c0] = _e
-                _s6 += _e
+                _s6 += np.float64(_cache1[c0])
             _t0 = _m3 - _m4 + margin
-            _t9 = rt.indicator((_t0 >= 0.0))
+            _t5 = rt.indicator((_t0 >= 0.0))
             loss = rt.clamp_min_ad(_t0, 0.0)
             if store:
                 loss_out[r] = loss
@@ -582,16 +562,12 @@ def _fused_pneginf_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
                 acc += loss
             for k in range(C):
                 _t1 = anchor_r[k] - positive_r[k]
-                _t2 = (_t1)
-                _t3 = _t2 + eps
-                _t4 = (_t2 + eps)*(1.0 if _t3 > 0.0 else (-1.0 if _t3 < 0.0 else 0.0))*_cache1[k]/(_s6*_t3)
-                _t5 = anchor_r[k] - negative_r[k]
-                _t6 = (_t5)
-                _t7 = _t6 + eps
-                _t8 = (_t6 + eps)*(1.0 if _t7 > 0.0 else (-1.0 if _t7 < 0.0 else 0.0))*_cache0[k]/(_s5*_t7)
-                anchor_gr[k] = s * (_t9*(_t4 - _t8))
-                positive_gr[k] = s * (-_t4*_t9)
-                negative_gr[k] = s * (_t8*_t9)
+                _t2 = (1.0 if eps + (_t1) > 0.0 else (-1.0 if eps + (_t1) < 0.0 else 0.0))*_cache1[k]/_s6
+                _t3 = anchor_r[k] - negative_r[k]
+                _t4 = (1.0 if eps + (_t3) > 0.0 else (-1.0 if eps + (_t3) < 0.0 else 0.0))*_cache0[k]/_s5
+                anchor_gr[k] = s * (_t5*(_t2 - _t4))
+                positive_gr[k] = s * (-_t2*_t5)
+                negative_gr[k] = s * (_t4*_t5)
         partials[chunk] = acc
 
 
@@ -659,18 +635,18 @@ def _fused_pneginf_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
             for c0 in range(C):
                 _v = -abs(eps + (anchor_r[c0] - positive_r[c0]))
                 _m4 = _v if (_v > _m4 or _v != _v) else _m4
+            for c0 in range(C):
+                _cache0[c0] = rt.peak(-abs(eps + (anchor_r[c0] - negative_r[c0])), _m3)
             _s5 = 0.0
             for c0 in range(C):
-                _e = rt.peak(-abs(eps + (anchor_r[c0] - negative_r[c0])), _m3)
-                _cache0[c0] = _e
-                _s5 += _e
+                _s5 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = rt.peak(-abs(eps + (anchor_r[c0] - positive_r[c0])), _m4)
             _s6 = 0.0
             for c0 in range(C):
-                _e = rt.peak(-abs(eps + (anchor_r[c0] - positive_r[c0])), _m4)
-                _cache1[c0] = _e
-                _s6 += _e
+                _s6 += np.float64(_cache1[c0])
             _t0 = _m3 - _m4 + margin
-            _t9 = rt.indicator((_t0 >= 0.0))
+            _t5 = rt.indicator((_t0 >= 0.0))
             loss = rt.clamp_min_ad(_t0, 0.0)
             if store:
                 loss_out[n, j] = loss
@@ -678,16 +654,12 @@ def _fused_pneginf_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
                 acc += loss
             for k in range(C):
                 _t1 = anchor_r[k] - positive_r[k]
-                _t2 = (_t1)
-                _t3 = _t2 + eps
-                _t4 = (_t2 + eps)*(1.0 if _t3 > 0.0 else (-1.0 if _t3 < 0.0 else 0.0))*_cache1[k]/(_s6*_t3)
-                _t5 = anchor_r[k] - negative_r[k]
-                _t6 = (_t5)
-                _t7 = _t6 + eps
-                _t8 = (_t6 + eps)*(1.0 if _t7 > 0.0 else (-1.0 if _t7 < 0.0 else 0.0))*_cache0[k]/(_s5*_t7)
-                anchor_gr[k] = s * (_t9*(_t4 - _t8))
-                positive_gr[k] = s * (-_t4*_t9)
-                negative_gr[k] = s * (_t8*_t9)
+                _t2 = (1.0 if eps + (_t1) > 0.0 else (-1.0 if eps + (_t1) < 0.0 else 0.0))*_cache1[k]/_s6
+                _t3 = anchor_r[k] - negative_r[k]
+                _t4 = (1.0 if eps + (_t3) > 0.0 else (-1.0 if eps + (_t3) < 0.0 else 0.0))*_cache0[k]/_s5
+                anchor_gr[k] = s * (_t5*(_t2 - _t4))
+                positive_gr[k] = s * (-_t2*_t5)
+                negative_gr[k] = s * (_t4*_t5)
         partials[chunk] = acc
 
 
@@ -1216,8 +1188,8 @@ def _fused_p1_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
             for c0 in range(C):
                 _s6 += abs(eps + (-negative_r[c0] + positive_r[c0]))
             _t0 = _s5 + margin - rt.minimum(_s4, _s6)
-            _t6 = (_s4 == _s6)
-            _t11 = rt.indicator((_t0 >= 0.0))
+            _t4 = (_s4 == _s6)
+            _t7 = rt.indicator((_t0 >= 0.0))
             loss = rt.clamp_min_ad(_t0, 0.0)
             if store:
                 loss_out[r] = loss
@@ -1226,20 +1198,14 @@ def _fused_p1_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
             for k in range(C):
                 _t1 = -positive_r[k]
                 _t2 = _t1 + anchor_r[k]
-                _t3 = (_t2)
-                _t4 = _t3 + eps
-                _t5 = (_t3 + eps)*(1.0 if _t4 > 0.0 else (-1.0 if _t4 < 0.0 else 0.0))/_t4
-                _t7 = anchor_r[k] - negative_r[k]
-                _t8 = (_t7)
-                _t9 = _t8 + eps
-                _t10 = (_t8 + eps)*(0.5 if _t6 else (0.0 if (_s4 > _s6) else 1.0))*(1.0 if _t9 > 0.0 else (-1.0 if _t9 < 0.0 else 0.0))/_t9
-                _t12 = -_t1 - negative_r[k]
-                _t13 = (_t12)
-                _t14 = _t13 + eps
-                _t15 = (_t13 + eps)*(0.5 if _t6 else (0.0 if (_s4 < _s6) else 1.0))*(1.0 if _t14 > 0.0 else (-1.0 if _t14 < 0.0 else 0.0))/_t14
-                anchor_gr[k] = s * (_t11*(-_t10 + _t5))
-                positive_gr[k] = s * (_t11*(-_t15 - _t5))
-                negative_gr[k] = s * (_t11*(_t10 + _t15))
+                _t3 = (1.0 if eps + (_t2) > 0.0 else (-1.0 if eps + (_t2) < 0.0 else 0.0))
+                _t5 = anchor_r[k] - negative_r[k]
+                _t6 = (0.5 if _t4 else (0.0 if (_s4 > _s6) else 1.0))*(1.0 if eps + (_t5) > 0.0 else (-1.0 if eps + (_t5) < 0.0 else 0.0))
+                _t8 = -_t1 - negative_r[k]
+                _t9 = (0.5 if _t4 else (0.0 if (_s4 < _s6) else 1.0))*(1.0 if eps + (_t8) > 0.0 else (-1.0 if eps + (_t8) < 0.0 else 0.0))
+                anchor_gr[k] = s * (_t7*(_t3 - _t6))
+                positive_gr[k] = s * (_t7*(-_t3 - _t9))
+                negative_gr[k] = s * (_t7*(_t6 + _t9))
         partials[chunk] = acc
 
 
@@ -1308,8 +1274,8 @@ def _fused_p1_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
             for c0 in range(C):
                 _s6 += abs(eps + (-negative_r[c0] + positive_r[c0]))
             _t0 = _s5 + margin - rt.minimum(_s4, _s6)
-            _t6 = (_s4 == _s6)
-            _t11 = rt.indicator((_t0 >= 0.0))
+            _t4 = (_s4 == _s6)
+            _t7 = rt.indicator((_t0 >= 0.0))
             loss = rt.clamp_min_ad(_t0, 0.0)
             if store:
                 loss_out[n, j] = loss
@@ -1318,20 +1284,14 @@ def _fused_p1_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
             for k in range(C):
                 _t1 = -positive_r[k]
                 _t2 = _t1 + anchor_r[k]
-                _t3 = (_t2)
-                _t4 = _t3 + eps
-                _t5 = (_t3 + eps)*(1.0 if _t4 > 0.0 else (-1.0 if _t4 < 0.0 else 0.0))/_t4
-                _t7 = anchor_r[k] - negative_r[k]
-                _t8 = (_t7)
-                _t9 = _t8 + eps
-                _t10 = (_t8 + eps)*(0.5 if _t6 else (0.0 if (_s4 > _s6) else 1.0))*(1.0 if _t9 > 0.0 else (-1.0 if _t9 < 0.0 else 0.0))/_t9
-                _t12 = -_t1 - negative_r[k]
-                _t13 = (_t12)
-                _t14 = _t13 + eps
-                _t15 = (_t13 + eps)*(0.5 if _t6 else (0.0 if (_s4 < _s6) else 1.0))*(1.0 if _t14 > 0.0 else (-1.0 if _t14 < 0.0 else 0.0))/_t14
-                anchor_gr[k] = s * (_t11*(-_t10 + _t5))
-                positive_gr[k] = s * (_t11*(-_t15 - _t5))
-                negative_gr[k] = s * (_t11*(_t10 + _t15))
+                _t3 = (1.0 if eps + (_t2) > 0.0 else (-1.0 if eps + (_t2) < 0.0 else 0.0))
+                _t5 = anchor_r[k] - negative_r[k]
+                _t6 = (0.5 if _t4 else (0.0 if (_s4 > _s6) else 1.0))*(1.0 if eps + (_t5) > 0.0 else (-1.0 if eps + (_t5) < 0.0 else 0.0))
+                _t8 = -_t1 - negative_r[k]
+                _t9 = (0.5 if _t4 else (0.0 if (_s4 < _s6) else 1.0))*(1.0 if eps + (_t8) > 0.0 else (-1.0 if eps + (_t8) < 0.0 else 0.0))
+                anchor_gr[k] = s * (_t7*(_t3 - _t6))
+                positive_gr[k] = s * (_t7*(-_t3 - _t9))
+                negative_gr[k] = s * (_t7*(_t6 + _t9))
         partials[chunk] = acc
 
 
@@ -1400,24 +1360,24 @@ def _fused_pinf_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
             for c0 in range(C):
                 _v = abs(eps + (-negative_r[c0] + positive_r[c0]))
                 _m6 = _v if (_v > _m6 or _v != _v) else _m6
+            for c0 in range(C):
+                _cache0[c0] = rt.peak(abs(eps + (anchor_r[c0] - negative_r[c0])), _m4)
             _s7 = 0.0
             for c0 in range(C):
-                _e = rt.peak(abs(eps + (anchor_r[c0] - negative_r[c0])), _m4)
-                _cache0[c0] = _e
-                _s7 += _e
+                _s7 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = rt.peak(abs(eps + (anchor_r[c0] - positive_r[c0])), _m5)
             _s8 = 0.0
             for c0 in range(C):
-                _e = rt.peak(abs(eps + (anchor_r[c0] - positive_r[c0])), _m5)
-                _cache1[c0] = _e
-                _s8 += _e
+                _s8 += np.float64(_cache1[c0])
+            for c0 in range(C):
+                _cache2[c0] = rt.peak(abs(eps + (-negative_r[c0] + positive_r[c0])), _m6)
             _s9 = 0.0
             for c0 in range(C):
-                _e = rt.peak(abs(eps + (-negative_r[c0] + positive_r[c0])), _m6)
-                _cache2[c0] = _e
-                _s9 += _e
+                _s9 += np.float64(_cache2[c0])
             _t0 = _m5 + margin - rt.minimum(_m4, _m6)
-            _t6 = (_m4 == _m6)
-            _t11 = rt.indicator((_t0 >= 0.0))
+            _t4 = (_m4 == _m6)
+            _t7 = rt.indicator((_t0 >= 0.0))
             loss = rt.clamp_min_ad(_t0, 0.0)
             if store:
                 loss_out[r] = loss
@@ -1426,20 +1386,14 @@ def _fused_pinf_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
             for k in range(C):
                 _t1 = -positive_r[k]
                 _t2 = _t1 + anchor_r[k]
-                _t3 = (_t2)
-                _t4 = _t3 + eps
-                _t5 = (_t3 + eps)*(1.0 if _t4 > 0.0 else (-1.0 if _t4 < 0.0 else 0.0))*_cache1[k]/(_s8*_t4)
-                _t7 = anchor_r[k] - negative_r[k]
-                _t8 = (_t7)
-                _t9 = _t8 + eps
-                _t10 = (_t8 + eps)*(0.5 if _t6 else (0.0 if (_m4 > _m6) else 1.0))*(1.0 if _t9 > 0.0 else (-1.0 if _t9 < 0.0 else 0.0))*_cache0[k]/(_s7*_t9)
-                _t12 = -_t1 - negative_r[k]
-                _t13 = (_t12)
-                _t14 = _t13 + eps
-                _t15 = (_t13 + eps)*(0.5 if _t6 else (0.0 if (_m4 < _m6) else 1.0))*(1.0 if _t14 > 0.0 else (-1.0 if _t14 < 0.0 else 0.0))*_cache2[k]/(_s9*_t14)
-                anchor_gr[k] = s * (_t11*(-_t10 + _t5))
-                positive_gr[k] = s * (_t11*(-_t15 - _t5))
-                negative_gr[k] = s * (_t11*(_t10 + _t15))
+                _t3 = (1.0 if eps + (_t2) > 0.0 else (-1.0 if eps + (_t2) < 0.0 else 0.0))*_cache1[k]/_s8
+                _t5 = anchor_r[k] - negative_r[k]
+                _t6 = (0.5 if _t4 else (0.0 if (_m4 > _m6) else 1.0))*(1.0 if eps + (_t5) > 0.0 else (-1.0 if eps + (_t5) < 0.0 else 0.0))*_cache0[k]/_s7
+                _t8 = -_t1 - negative_r[k]
+                _t9 = (0.5 if _t4 else (0.0 if (_m4 < _m6) else 1.0))*(1.0 if eps + (_t8) > 0.0 else (-1.0 if eps + (_t8) < 0.0 else 0.0))*_cache2[k]/_s9
+                anchor_gr[k] = s * (_t7*(_t3 - _t6))
+                positive_gr[k] = s * (_t7*(-_t3 - _t9))
+                negative_gr[k] = s * (_t7*(_t6 + _t9))
         partials[chunk] = acc
 
 
@@ -1516,24 +1470,24 @@ def _fused_pinf_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
             for c0 in range(C):
                 _v = abs(eps + (-negative_r[c0] + positive_r[c0]))
                 _m6 = _v if (_v > _m6 or _v != _v) else _m6
+            for c0 in range(C):
+                _cache0[c0] = rt.peak(abs(eps + (anchor_r[c0] - negative_r[c0])), _m4)
             _s7 = 0.0
             for c0 in range(C):
-                _e = rt.peak(abs(eps + (anchor_r[c0] - negative_r[c0])), _m4)
-                _cache0[c0] = _e
-                _s7 += _e
+                _s7 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = rt.peak(abs(eps + (anchor_r[c0] - positive_r[c0])), _m5)
             _s8 = 0.0
             for c0 in range(C):
-                _e = rt.peak(abs(eps + (anchor_r[c0] - positive_r[c0])), _m5)
-                _cache1[c0] = _e
-                _s8 += _e
+                _s8 += np.float64(_cache1[c0])
+            for c0 in range(C):
+                _cache2[c0] = rt.peak(abs(eps + (-negative_r[c0] + positive_r[c0])), _m6)
             _s9 = 0.0
             for c0 in range(C):
-                _e = rt.peak(abs(eps + (-negative_r[c0] + positive_r[c0])), _m6)
-                _cache2[c0] = _e
-                _s9 += _e
+                _s9 += np.float64(_cache2[c0])
             _t0 = _m5 + margin - rt.minimum(_m4, _m6)
-            _t6 = (_m4 == _m6)
-            _t11 = rt.indicator((_t0 >= 0.0))
+            _t4 = (_m4 == _m6)
+            _t7 = rt.indicator((_t0 >= 0.0))
             loss = rt.clamp_min_ad(_t0, 0.0)
             if store:
                 loss_out[n, j] = loss
@@ -1542,20 +1496,14 @@ def _fused_pinf_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
             for k in range(C):
                 _t1 = -positive_r[k]
                 _t2 = _t1 + anchor_r[k]
-                _t3 = (_t2)
-                _t4 = _t3 + eps
-                _t5 = (_t3 + eps)*(1.0 if _t4 > 0.0 else (-1.0 if _t4 < 0.0 else 0.0))*_cache1[k]/(_s8*_t4)
-                _t7 = anchor_r[k] - negative_r[k]
-                _t8 = (_t7)
-                _t9 = _t8 + eps
-                _t10 = (_t8 + eps)*(0.5 if _t6 else (0.0 if (_m4 > _m6) else 1.0))*(1.0 if _t9 > 0.0 else (-1.0 if _t9 < 0.0 else 0.0))*_cache0[k]/(_s7*_t9)
-                _t12 = -_t1 - negative_r[k]
-                _t13 = (_t12)
-                _t14 = _t13 + eps
-                _t15 = (_t13 + eps)*(0.5 if _t6 else (0.0 if (_m4 < _m6) else 1.0))*(1.0 if _t14 > 0.0 else (-1.0 if _t14 < 0.0 else 0.0))*_cache2[k]/(_s9*_t14)
-                anchor_gr[k] = s * (_t11*(-_t10 + _t5))
-                positive_gr[k] = s * (_t11*(-_t15 - _t5))
-                negative_gr[k] = s * (_t11*(_t10 + _t15))
+                _t3 = (1.0 if eps + (_t2) > 0.0 else (-1.0 if eps + (_t2) < 0.0 else 0.0))*_cache1[k]/_s8
+                _t5 = anchor_r[k] - negative_r[k]
+                _t6 = (0.5 if _t4 else (0.0 if (_m4 > _m6) else 1.0))*(1.0 if eps + (_t5) > 0.0 else (-1.0 if eps + (_t5) < 0.0 else 0.0))*_cache0[k]/_s7
+                _t8 = -_t1 - negative_r[k]
+                _t9 = (0.5 if _t4 else (0.0 if (_m4 < _m6) else 1.0))*(1.0 if eps + (_t8) > 0.0 else (-1.0 if eps + (_t8) < 0.0 else 0.0))*_cache2[k]/_s9
+                anchor_gr[k] = s * (_t7*(_t3 - _t6))
+                positive_gr[k] = s * (_t7*(-_t3 - _t9))
+                negative_gr[k] = s * (_t7*(_t6 + _t9))
         partials[chunk] = acc
 
 
@@ -1624,24 +1572,24 @@ def _fused_pneginf_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, igno
             for c0 in range(C):
                 _v = -abs(eps + (-negative_r[c0] + positive_r[c0]))
                 _m6 = _v if (_v > _m6 or _v != _v) else _m6
+            for c0 in range(C):
+                _cache0[c0] = rt.peak(-abs(eps + (anchor_r[c0] - negative_r[c0])), _m4)
             _s7 = 0.0
             for c0 in range(C):
-                _e = rt.peak(-abs(eps + (anchor_r[c0] - negative_r[c0])), _m4)
-                _cache0[c0] = _e
-                _s7 += _e
+                _s7 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = rt.peak(-abs(eps + (anchor_r[c0] - positive_r[c0])), _m5)
             _s8 = 0.0
             for c0 in range(C):
-                _e = rt.peak(-abs(eps + (anchor_r[c0] - positive_r[c0])), _m5)
-                _cache1[c0] = _e
-                _s8 += _e
+                _s8 += np.float64(_cache1[c0])
+            for c0 in range(C):
+                _cache2[c0] = rt.peak(-abs(eps + (-negative_r[c0] + positive_r[c0])), _m6)
             _s9 = 0.0
             for c0 in range(C):
-                _e = rt.peak(-abs(eps + (-negative_r[c0] + positive_r[c0])), _m6)
-                _cache2[c0] = _e
-                _s9 += _e
+                _s9 += np.float64(_cache2[c0])
             _t0 = -_m5 + margin - rt.minimum(-_m4, -_m6)
-            _t6 = (_m4 == _m6)
-            _t11 = rt.indicator((_t0 >= 0.0))
+            _t4 = (_m4 == _m6)
+            _t7 = rt.indicator((_t0 >= 0.0))
             loss = rt.clamp_min_ad(_t0, 0.0)
             if store:
                 loss_out[r] = loss
@@ -1650,20 +1598,14 @@ def _fused_pneginf_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, igno
             for k in range(C):
                 _t1 = -positive_r[k]
                 _t2 = _t1 + anchor_r[k]
-                _t3 = (_t2)
-                _t4 = _t3 + eps
-                _t5 = (_t3 + eps)*(1.0 if _t4 > 0.0 else (-1.0 if _t4 < 0.0 else 0.0))*_cache1[k]/(_s8*_t4)
-                _t7 = anchor_r[k] - negative_r[k]
-                _t8 = (_t7)
-                _t9 = _t8 + eps
-                _t10 = (_t8 + eps)*(0.5 if _t6 else (0.0 if (_m4 < _m6) else 1.0))*(1.0 if _t9 > 0.0 else (-1.0 if _t9 < 0.0 else 0.0))*_cache0[k]/(_s7*_t9)
-                _t12 = -_t1 - negative_r[k]
-                _t13 = (_t12)
-                _t14 = _t13 + eps
-                _t15 = (_t13 + eps)*(0.5 if _t6 else (0.0 if (_m4 > _m6) else 1.0))*(1.0 if _t14 > 0.0 else (-1.0 if _t14 < 0.0 else 0.0))*_cache2[k]/(_s9*_t14)
-                anchor_gr[k] = s * (_t11*(-_t10 + _t5))
-                positive_gr[k] = s * (_t11*(-_t15 - _t5))
-                negative_gr[k] = s * (_t11*(_t10 + _t15))
+                _t3 = (1.0 if eps + (_t2) > 0.0 else (-1.0 if eps + (_t2) < 0.0 else 0.0))*_cache1[k]/_s8
+                _t5 = anchor_r[k] - negative_r[k]
+                _t6 = (0.5 if _t4 else (0.0 if (_m4 < _m6) else 1.0))*(1.0 if eps + (_t5) > 0.0 else (-1.0 if eps + (_t5) < 0.0 else 0.0))*_cache0[k]/_s7
+                _t8 = -_t1 - negative_r[k]
+                _t9 = (0.5 if _t4 else (0.0 if (_m4 > _m6) else 1.0))*(1.0 if eps + (_t8) > 0.0 else (-1.0 if eps + (_t8) < 0.0 else 0.0))*_cache2[k]/_s9
+                anchor_gr[k] = s * (_t7*(_t3 - _t6))
+                positive_gr[k] = s * (_t7*(-_t3 - _t9))
+                negative_gr[k] = s * (_t7*(_t6 + _t9))
         partials[chunk] = acc
 
 
@@ -1740,24 +1682,24 @@ def _fused_pneginf_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, igno
             for c0 in range(C):
                 _v = -abs(eps + (-negative_r[c0] + positive_r[c0]))
                 _m6 = _v if (_v > _m6 or _v != _v) else _m6
+            for c0 in range(C):
+                _cache0[c0] = rt.peak(-abs(eps + (anchor_r[c0] - negative_r[c0])), _m4)
             _s7 = 0.0
             for c0 in range(C):
-                _e = rt.peak(-abs(eps + (anchor_r[c0] - negative_r[c0])), _m4)
-                _cache0[c0] = _e
-                _s7 += _e
+                _s7 += np.float64(_cache0[c0])
+            for c0 in range(C):
+                _cache1[c0] = rt.peak(-abs(eps + (anchor_r[c0] - positive_r[c0])), _m5)
             _s8 = 0.0
             for c0 in range(C):
-                _e = rt.peak(-abs(eps + (anchor_r[c0] - positive_r[c0])), _m5)
-                _cache1[c0] = _e
-                _s8 += _e
+                _s8 += np.float64(_cache1[c0])
+            for c0 in range(C):
+                _cache2[c0] = rt.peak(-abs(eps + (-negative_r[c0] + positive_r[c0])), _m6)
             _s9 = 0.0
             for c0 in range(C):
-                _e = rt.peak(-abs(eps + (-negative_r[c0] + positive_r[c0])), _m6)
-                _cache2[c0] = _e
-                _s9 += _e
+                _s9 += np.float64(_cache2[c0])
             _t0 = -_m5 + margin - rt.minimum(-_m4, -_m6)
-            _t6 = (_m4 == _m6)
-            _t11 = rt.indicator((_t0 >= 0.0))
+            _t4 = (_m4 == _m6)
+            _t7 = rt.indicator((_t0 >= 0.0))
             loss = rt.clamp_min_ad(_t0, 0.0)
             if store:
                 loss_out[n, j] = loss
@@ -1766,20 +1708,14 @@ def _fused_pneginf_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, igno
             for k in range(C):
                 _t1 = -positive_r[k]
                 _t2 = _t1 + anchor_r[k]
-                _t3 = (_t2)
-                _t4 = _t3 + eps
-                _t5 = (_t3 + eps)*(1.0 if _t4 > 0.0 else (-1.0 if _t4 < 0.0 else 0.0))*_cache1[k]/(_s8*_t4)
-                _t7 = anchor_r[k] - negative_r[k]
-                _t8 = (_t7)
-                _t9 = _t8 + eps
-                _t10 = (_t8 + eps)*(0.5 if _t6 else (0.0 if (_m4 < _m6) else 1.0))*(1.0 if _t9 > 0.0 else (-1.0 if _t9 < 0.0 else 0.0))*_cache0[k]/(_s7*_t9)
-                _t12 = -_t1 - negative_r[k]
-                _t13 = (_t12)
-                _t14 = _t13 + eps
-                _t15 = (_t13 + eps)*(0.5 if _t6 else (0.0 if (_m4 > _m6) else 1.0))*(1.0 if _t14 > 0.0 else (-1.0 if _t14 < 0.0 else 0.0))*_cache2[k]/(_s9*_t14)
-                anchor_gr[k] = s * (_t11*(-_t10 + _t5))
-                positive_gr[k] = s * (_t11*(-_t15 - _t5))
-                negative_gr[k] = s * (_t11*(_t10 + _t15))
+                _t3 = (1.0 if eps + (_t2) > 0.0 else (-1.0 if eps + (_t2) < 0.0 else 0.0))*_cache1[k]/_s8
+                _t5 = anchor_r[k] - negative_r[k]
+                _t6 = (0.5 if _t4 else (0.0 if (_m4 < _m6) else 1.0))*(1.0 if eps + (_t5) > 0.0 else (-1.0 if eps + (_t5) < 0.0 else 0.0))*_cache0[k]/_s7
+                _t8 = -_t1 - negative_r[k]
+                _t9 = (0.5 if _t4 else (0.0 if (_m4 > _m6) else 1.0))*(1.0 if eps + (_t8) > 0.0 else (-1.0 if eps + (_t8) < 0.0 else 0.0))*_cache2[k]/_s9
+                anchor_gr[k] = s * (_t7*(_t3 - _t6))
+                positive_gr[k] = s * (_t7*(-_t3 - _t9))
+                negative_gr[k] = s * (_t7*(_t6 + _t9))
         partials[chunk] = acc
 
 

@@ -17,8 +17,8 @@ SPEC = Loss(
     torch_name="1 - torch.nn.functional.cosine_similarity",
     summary="One minus the cosine similarity of x1 and x2 along dim: the distance of torch's triplet tutorial.",
     params=(
-        Tensor("x1", differentiable=True, layout="rows", doc="broadcast with x2"),
-        Tensor("x2", differentiable=True, layout="rows"),
+        Tensor("x1", differentiable=True, layout="rows", accepts_bool=True, doc="broadcast with x2"),
+        Tensor("x2", differentiable=True, layout="rows", accepts_bool=True),
         Int("dim", 1, doc="the feature axis of the broadcast shape"),
         Real("eps", 1e-8, doc="lower bound of each norm (straight-through)"),
     ),

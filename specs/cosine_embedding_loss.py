@@ -28,8 +28,8 @@ SPEC = Loss(
     kind="pair",
     summary="1 - cos(x1, x2) for target 1, max(0, cos(x1, x2) - margin) for target -1, over the last axis.",
     params=(
-        Tensor("input1", differentiable=True, layout="rows", doc="(N, D) or (D)"),
-        Tensor("input2", differentiable=True, layout="rows", doc="(N, D) or (D), broadcast with input1"),
+        Tensor("input1", differentiable=True, layout="rows", accepts_bool=True, doc="(N, D) or (D)"),
+        Tensor("input2", differentiable=True, layout="rows", accepts_bool=True, doc="(N, D) or (D), broadcast with input1"),
         Tensor("target", differentiable=False, layout="row", domain="sign", doc="1 or -1 per row: (N) or ()"),
         Real("margin", 0),
         Legacy("size_average"),

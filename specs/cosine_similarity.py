@@ -15,8 +15,8 @@ SPEC = Loss(
     kind="pair",
     summary="Cosine of the angle between x1 and x2 along dim, each norm clamped at eps.",
     params=(
-        Tensor("x1", differentiable=True, layout="rows", doc="broadcast with x2"),
-        Tensor("x2", differentiable=True, layout="rows"),
+        Tensor("x1", differentiable=True, layout="rows", accepts_bool=True, doc="broadcast with x2"),
+        Tensor("x2", differentiable=True, layout="rows", accepts_bool=True),
         Int("dim", 1, doc="the feature axis of the broadcast shape"),
         Real("eps", 1e-8, doc="lower bound of each norm (straight-through: the gradient passes)"),
     ),

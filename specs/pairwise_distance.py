@@ -23,6 +23,6 @@ SPEC = Loss(
         "A compiled distance: it can be passed as distance_function to triplet_margin_with_distance_loss.",
         "p = 0 counts the non-zero coordinates: its gradient is zero (torch's autograd has none).",
     ),
-    test_options=({"p": 1.0}, {"p": oo}, {"p": -oo}, {"p": 0.0}, {"p": 1.5}, {"p": 0.5}, {"p": 3}, {"p": -1.0},
+    test_options=({"p": 1.0}, {"p": float("inf")}, {"p": float("-inf")}, {"p": 0.0}, {"p": 1.5}, {"p": 0.5}, {"p": 3}, {"p": -1.0},
                   {"eps": 0.0}, {"keepdim": True}),
 )

@@ -55,5 +55,5 @@ SPEC = Loss(
         "At the hinge (margin + d_pos - d_neg exactly 0) the gradient passes, as torch's clamp_min.",
         "With swap, a tie d(anchor, negative) == d(positive, negative) splits the gradient half and half, as torch.min.",
     ),
-    test_options=({"p": 1.0}, {"p": oo}, {"p": 1.5}, {"margin": 0.5}, {"eps": 0.0}),
+    test_options=({"p": 1.0}, {"p": float("inf")}, {"p": 1.5}, {"margin": 0.5}, {"eps": 0.0}),
 )

@@ -39,5 +39,5 @@ SPEC = Loss(
         "a plain Python function raises TypeError: its gradient cannot be derived.",
         "At the hinge the gradient passes, as torch's clamp_min; a swap tie splits it, as torch.minimum.",
     ),
-    test_options=({"margin": 0.5},),
+    test_options=({"margin": 0.5}, {"distance_function": "cosine_distance"}, {"distance_function": "pairwise_distance"}),
 )

@@ -17,7 +17,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -53,9 +53,22 @@ def loss_id(loaded: LoadedSpec) -> str:
     return loaded.name
 
 
+def _cosine_distance(x1: Any, x2: Any, dim: int = 1, eps: float = 1e-8) -> Any:
+    """The torch tutorials' distance, 1 - cosine_similarity: losscc's cosine_distance spec."""
+    import torch.nn.functional as F
+
+    return 1 - F.cosine_similarity(x1, x2, dim, eps)
+
+
+# specs whose torch counterpart is an expression rather than a function of torch.nn.functional
+TORCH_REFERENCES: dict[str, Callable[..., Any]] = {"cosine_distance": _cosine_distance}
+
+
 def torch_function(spec: lang.Loss) -> Callable[..., Any]:
     import torch.nn.functional as F
 
+    if spec.name in TORCH_REFERENCES:
+        return TORCH_REFERENCES[spec.name]
     if spec.torch_name == "none":  # e.g. soft_dtw: its own test file checks it against a reference
         pytest.skip(f"{spec.name} has no torch counterpart (see tests/test_{spec.name}.py)")
     return getattr(F, spec.torch_name or spec.name)
@@ -86,6 +99,11 @@ def is_row(spec: lang.Loss) -> bool:
     return kind(spec) == "row"
 
 
+def is_pair(spec: lang.Loss) -> bool:
+    """Pair losses and chains of distances: rows of features (the last axis)."""
+    return kind(spec) in ("pair", "chain")
+
+
 # ---------------------------------------------------------------------------------------------
 # parameters
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +123,8 @@ def has_legacy(spec: lang.Loss) -> bool:
 
 
 def reductions(spec: lang.Loss) -> tuple[str, ...]:
+    if not params_of(spec, lang.Reduction):  # a distance: one value per row, no reduction argument
+        return ("none",)
     return BASE_REDUCTIONS + tuple(name for name, _ in spec.extra_reductions)
 
 
@@ -254,7 +274,43 @@ ROW_FAMILIES: dict[str, tuple[int, ...] | None] = {
     "bcast_rest": None,
     "bcast_first": None,
 }
+# Pair losses: the shapes of the first and of the other feature tensors (features last); a 'row'
+# tensor (cosine_embedding's target) gets the broadcast shape without the feature axis.
+PAIR_FAMILIES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "scalar": ((5,), (5,)),
+    "vector": ((4, 5), (4, 5)),
+    "matrix": ((6, 3), (6, 3)),
+    "kdim": ((3, 4, 5), (3, 4, 5)),
+    "empty": ((0, 5), (0, 5)),
+    "empty2d": ((3, 0), (3, 0)),
+    "transposed": ((4, 5), (4, 5)),
+    "strided": ((4, 5), (4, 5)),
+    "bcast_rest": ((4, 5), (1, 5)),
+    "bcast_first": ((1, 5), (4, 5)),
+}
 FAMILIES = tuple(ELEMENTWISE_FAMILIES)
+
+
+def compiled_distance(name: str) -> Callable[..., Any]:
+    """A Distance test option names a compiled distance of ``generated``."""
+    return getattr(generated_module(), name)
+
+
+def torch_distance(function: Any) -> Any:
+    """The torch counterpart of a compiled distance (or a functools.partial of one); anything
+    else is passed to torch unchanged."""
+    import functools
+
+    import torch.nn.functional as F
+
+    base, keywords = function, {}
+    if isinstance(function, functools.partial):
+        base, keywords = function.func, dict(function.keywords)
+    if not callable(getattr(base, "losscc_backward", None)):
+        return function
+    name = base.__name__
+    reference = TORCH_REFERENCES.get(name) or getattr(F, name)
+    return functools.partial(reference, **keywords) if keywords else reference
 
 
 def _make(domain: str, shape: tuple[int, ...], dtype: Any, rng: np.random.Generator, family: str) -> np.ndarray:
@@ -304,6 +360,10 @@ def make_args(
             # classes on the last axis: move the class axis of the family's shape there
             input_shape = (input_shape[0],) + input_shape[2:] + (input_shape[1],)
         shapes = {"first": input_shape, "rest": input_shape}
+    elif is_pair(spec):
+        first, rest = PAIR_FAMILIES[family]
+        shapes = {"first": first, "rest": rest,
+                  "row": np.broadcast_shapes(first, rest)[:-1]}
     else:
         first, rest = ELEMENTWISE_FAMILIES[family]
         shapes = {"first": first, "rest": rest}
@@ -319,6 +379,8 @@ def make_args(
             shape = shapes["first"] if first_tensor else shapes["rest"]
             if _layout(p) == "classes":
                 shape = (CLASSES,)
+            if _layout(p) == "row":
+                shape = shapes["row"]
             args[p.name] = _make(p.domain, shape, dtype, rng, family)
             if first_tensor:
                 input_shape_elem = shape
@@ -353,6 +415,10 @@ def make_args(
         elif isinstance(p, lang.Reduction):
             if reduction is not None:
                 args[p.name] = reduction
+        elif type(p).__name__ == "Distance":
+            if p.name in options:
+                given = options[p.name]
+                args[p.name] = compiled_distance(given) if isinstance(given, str) else given
         elif isinstance(p, lang.Legacy):
             if p.name in options:
                 args[p.name] = options[p.name]
@@ -428,6 +494,7 @@ def to_torch(args: dict[str, Any], grad_names: list[str]) -> dict[str, Any]:
 
     result = {}
     for k, v in args.items():
+        v = torch_distance(v) if callable(v) else v
         if isinstance(v, np.ndarray):
             t = torch.tensor(np.array(v))
             if k in grad_names and t.dtype.is_floating_point:  # torch differentiates floats only
@@ -480,7 +547,9 @@ def run_torch(spec: lang.Loss, args: dict[str, Any], grad_output: Any = None, wa
         else:
             grads = [None] * len(names)
         for n, g in zip(names, grads):
-            outcome.grads[n] = np.zeros(targs[n].shape, dtype=outcome.value.dtype) if g is None else g.numpy().copy()
+            # no gradient (pairwise_distance with p=0 counts): zeros, typed like the argument in pair losses
+            zero_dtype = targs[n].detach().numpy().dtype if is_pair(spec) else outcome.value.dtype
+            outcome.grads[n] = np.zeros(targs[n].shape, dtype=zero_dtype) if g is None else g.numpy().copy()
     return outcome
 
 
@@ -664,3 +733,28 @@ def overflow_mask(spec: lang.Loss, theirs: np.ndarray, mine: np.ndarray) -> np.n
     if theirs.shape != mine.shape:
         return None
     return ~np.isfinite(theirs) & np.isfinite(mine)
+
+
+def compiled_user_package(root: Path, package: str, specs: dict[str, str]) -> Iterator[Any]:
+    """Generator for a module-scoped fixture: ``specs`` ({name: source}) written to root/specs,
+    compiled with the command line into root/``package`` (docs in root/docs), imported, and
+    removed from sys.modules afterwards."""
+    import subprocess
+    import sys
+
+    (root / "specs").mkdir()
+    for name, source in specs.items():
+        (root / "specs" / f"{name}.py").write_text(source)
+    result = subprocess.run(
+        [sys.executable, "-m", "compiler", "build", "--specs", str(root / "specs"),
+         "--out", str(root / package), "--docs", str(root / "docs")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    sys.path.insert(0, str(root))
+    try:
+        yield importlib.import_module(package)
+    finally:
+        sys.path.remove(str(root))
+        for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+            del sys.modules[name]

@@ -29,3 +29,20 @@ def test_tiny_benchmark_writes_json_and_chart(tmp_path: Path) -> None:
     assert set(case["ratios"]) == {"eager/losscc", "compile/losscc", "losscc/roofline", "out=/roofline"}
     assert case["agrees_with_torch"] is True
     assert chart.stat().st_size > 0
+
+
+@pytest.mark.parametrize("loss", ["triplet_margin_loss", "cosine_distance", "cosine_embedding_loss",
+                                  "triplet_margin_with_distance_loss"])
+def test_pair_losses_run_at_rows_by_features(tmp_path: Path, loss: str) -> None:
+    """Pair losses take (N, D) sizes; distances (one value per row) get torch's grad_output of ones,
+    and their values agree with torch's (cosine_distance is torch's 1 - cosine_similarity)."""
+    report = tmp_path / "bench.json"
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--losses", loss, "--sizes", "1e4,64x8", "--dtypes", "float64",
+         "--rounds", "2", "--no-compile", "--no-startup", "--json", str(report), "--png", str(tmp_path / "c.png")],
+        cwd=ROOT, check=True, capture_output=True, timeout=300,
+    )
+    (case,) = json.loads(report.read_text())["cases"]  # the elementwise size does not apply
+    assert (case["loss"], case["size"], case["kind"]) == (loss, "64x8", "chain" if "distance_loss" in loss else "pair")
+    assert case["agrees_with_torch"] is True
+    assert case["seconds"]["losscc"] > 0 and case["seconds"]["torch_eager"] > 0

@@ -90,7 +90,7 @@ def test_printed_code_evaluates_like_sympy():
 # the command line on malformed specs
 # ---------------------------------------------------------------------------------------------
 
-HEADER = "from compiler.lang import Loss, Piecewise, Reduction, Tensor, log, exp\nimport sympy\n\n"
+HEADER = "from compiler.lang import Loss, Piecewise, Real, Reduction, Tensor, log, exp\nimport sympy\n\n"
 GOOD = HEADER + textwrap.dedent(
     """
     def element(input, target):
@@ -150,6 +150,13 @@ MALFORMED = {
         "params",
     ),
     "import_error": ("bad_loss", "import no_such_module_anywhere\n", "import"),
+    "name_the_kernels_use": (
+        "bad_loss",
+        _spec("def element(input, target, scale):\n    return scale * (input - target)\n",
+              params='Tensor("input", differentiable=True), Tensor("target", differentiable=True), Real("scale", 1.0), '
+                     'Reduction("mean")'),
+        "params[2]",
+    ),
 }
 
 
@@ -270,3 +277,28 @@ def test_list_command():
     assert result.returncode == 0, result.stderr
     for loaded in support.LOSSES:
         assert f"{loaded.name}(" in result.stdout
+
+
+def test_reserved_names_cover_every_kernel_local():
+    """Every argument and local of every generated kernel is private (a leading underscore),
+    derived from a parameter of its spec (input_a, input_g, ...), or reserved: a spec parameter
+    can never clash with the template's own names."""
+    import ast
+    import re
+
+    from compiler.load import is_reserved
+
+    for loaded in support.LOSSES:
+        names = [p.name for p in loaded.spec.params]
+        names += [f"distance_{a}_{b}" for a in names for b in names]  # a chain loss's distances
+        derived = re.compile("(" + "|".join(map(re.escape, names)) + r")(_[a-z]+)?")
+        files = [support.ROOT / "generated" / f"{prefix}{loaded.name}{suffix}.py" for prefix, suffix in (("", ""), ("_", "_distances"))]
+        for path in [f for f in files if f.exists()]:
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not (isinstance(node, ast.FunctionDef) and any("njit" in ast.unparse(d) for d in node.decorator_list)):
+                    continue
+                local = {a.arg for a in node.args.args}
+                local |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+                clashing = sorted(n for n in local if not n.startswith("_") and not derived.fullmatch(n)
+                                  and not is_reserved(re.sub(r"_[a-z]+$", "", n)) and not is_reserved(n))
+                assert not clashing, f"{path.name}:{node.name} uses {clashing}: add them to compiler.load.RESERVED_NAMES"

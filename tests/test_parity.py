@@ -199,12 +199,14 @@ def test_positional_arguments(loaded, rng):
     names = [n for n, p in inspect.signature(support.ours(spec)).parameters.items() if p.kind != p.KEYWORD_ONLY]
     defaults = {n: p.default for n, p in inspect.signature(support.ours(spec)).parameters.items()}
     positional = [args.get(n, defaults[n]) for n in names]
+    keyword_only = {n: v for n, v in args.items() if n not in names}  # after '*' (triplet_margin_with_distance_loss)
     by_keyword = run_ours(spec, args)
     assert by_keyword.error is None, by_keyword.error
-    value = support.ours(spec)(*positional)
+    value = support.ours(spec)(*positional, **keyword_only)
     np.testing.assert_array_equal(value, by_keyword.value)
-    grads = support.ours(spec, "_backward")(np.float64(1.0), *positional)
-    reference = run_ours(spec, args, "_backward", grad_output=np.float64(1.0)).value
+    go = np.ones(value.shape) if support.reductions(spec) == ("none",) else np.float64(1.0)  # a distance: per row
+    grads = support.ours(spec, "_backward")(go, *positional, **keyword_only)
+    reference = run_ours(spec, args, "_backward", grad_output=go).value
     for a, b in zip(grads, reference):
         if a is None:
             assert b is None

@@ -25,7 +25,10 @@ def big_args(spec, dtype, reduction, rng):
     n = 200_003  # several chunks of CHUNK_ELEMENTS, and a ragged last one
     out = {}
     for k, v in args.items():
-        if isinstance(v, np.ndarray):
+        if isinstance(v, np.ndarray) and support.is_pair(spec):  # rows of 5 features; 'row' tensors one per row
+            features = args[next(iter(args))].shape[-1]
+            out[k] = np.resize(v, (n // features,) + v.shape[1:] if v.ndim == 2 else (n // features,))
+        elif isinstance(v, np.ndarray):
             if support.is_row(spec):
                 out[k] = np.resize(v, (n // 50,) + v.shape) if v.ndim else np.resize(v, (n // 50,))
             else:

@@ -2,9 +2,6 @@
 own, imports it, and gets a loss that matches a numpy reference and finite differences."""
 from __future__ import annotations
 
-import importlib
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -41,23 +38,9 @@ LOG_COSH = textwrap.dedent(
 @pytest.fixture(scope="module")
 def mypkg(tmp_path_factory):
     root = tmp_path_factory.mktemp("user")
-    (root / "myspecs").mkdir()
-    (root / "myspecs" / "log_cosh_loss.py").write_text(LOG_COSH)
-    result = subprocess.run(
-        [sys.executable, "-m", "compiler", "build", "--specs", str(root / "myspecs"),
-         "--out", str(root / "mypkg"), "--docs", str(root / "docs")],
-        cwd=support.ROOT, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    assert (root / "docs" / "losses" / "log_cosh_loss.tex").exists()
-    sys.path.insert(0, str(root))
-    try:
-        module = importlib.import_module("mypkg")
+    for module in support.compiled_user_package(root, "mypkg", {"log_cosh_loss": LOG_COSH}):
+        assert (root / "docs" / "losses" / "log_cosh_loss.tex").exists()
         yield module
-    finally:
-        sys.path.remove(str(root))
-        for name in [m for m in sys.modules if m == "mypkg" or m.startswith("mypkg.")]:
-            del sys.modules[name]
 
 
 def reference(d):

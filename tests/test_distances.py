@@ -1,0 +1,138 @@
+"""triplet_margin_with_distance_loss with distances other than its default: a distance a user
+writes as a spec of their own and compiles into their own package, compiled distances with bound
+options (functools.partial), and the TypeError for a plain Python function, whose gradient the
+compiler cannot derive."""
+from __future__ import annotations
+
+import functools
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import generated
+import support
+
+SQUARED_EUCLIDEAN = textwrap.dedent(
+    '''
+    from compiler.lang import FEATURE, Loss, Real, Tensor, feature_sum
+
+
+    def element(x1, x2, factor):
+        d = x1[FEATURE] - x2[FEATURE]
+        return factor * feature_sum(d * d)
+
+
+    SPEC = Loss(
+        name="scaled_squared_euclidean",
+        kind="pair",
+        summary="factor times the squared Euclidean distance of x1 and x2 over the last axis.",
+        params=(
+            Tensor("x1", differentiable=True, layout="rows"),
+            Tensor("x2", differentiable=True, layout="rows"),
+            Real("factor", 1.0),
+        ),
+        element=element,
+    )
+    '''
+)
+
+
+@pytest.fixture(scope="module")
+def userpkg(tmp_path_factory):
+    yield from support.compiled_user_package(tmp_path_factory.mktemp("distances"), "userdistances",
+                                             {"scaled_squared_euclidean": SQUARED_EUCLIDEAN})
+
+
+def torch_squared_euclidean(scale: float = 1.0):
+    return lambda a, b: scale * ((a - b) ** 2).sum(-1)
+
+
+def triplet(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    return tuple(rng.standard_normal(shape).astype(dtype) for _ in range(3))
+
+
+def check(distance, torch_distance, arrays, dtype, reduction, swap, margin=1.0):
+    """losscc's loss, backward (random grad_output) and value_and_grad against torch's."""
+    keywords = dict(distance_function=distance, margin=margin, swap=swap, reduction=reduction)
+    value = generated.triplet_margin_with_distance_loss(*arrays, **keywords)
+    grad_output = np.asarray(np.random.default_rng(1).standard_normal(value.shape), dtype=value.dtype)
+    grads = generated.triplet_margin_with_distance_loss_backward(grad_output, *arrays, **keywords)
+    fused_value, fused_grads = generated.triplet_margin_with_distance_loss_value_and_grad(*arrays, **keywords)
+
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+    expected = torch.nn.functional.triplet_margin_with_distance_loss(
+        *tensors, distance_function=torch_distance, margin=margin, swap=swap, reduction=reduction)
+    expected_grads = torch.autograd.grad(expected, tensors, torch.tensor(grad_output))
+    ones = torch.autograd.grad(
+        torch.nn.functional.triplet_margin_with_distance_loss(
+            *tensors, distance_function=torch_distance, margin=margin, swap=swap, reduction=reduction),
+        tensors, torch.ones_like(expected))
+
+    assert value.dtype == np.dtype(dtype) and value.shape == tuple(expected.shape)
+    support.assert_close(value, expected.detach().numpy(), dtype, "forward")
+    support.assert_close(fused_value, expected.detach().numpy(), dtype, "value_and_grad value")
+    for mine, theirs, fused, theirs_ones in zip(grads, expected_grads, fused_grads, ones):
+        assert mine.dtype == np.dtype(dtype) and mine.shape == tuple(theirs.shape)
+        support.assert_close(mine, theirs.numpy(), dtype, "backward")
+        support.assert_close(fused, theirs_ones.numpy(), dtype, "value_and_grad gradient")
+
+
+@pytest.mark.parametrize("swap", [False, True])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_user_distance_spec_matches_torch(userpkg, dtype, reduction, swap):
+    arrays = triplet((7, 5), dtype, seed=3)
+    check(userpkg.scaled_squared_euclidean, torch_squared_euclidean(), arrays, dtype, reduction, swap, margin=2.0)
+
+
+def test_user_distance_with_bound_options_and_1d_rows(userpkg):
+    distance = functools.partial(userpkg.scaled_squared_euclidean, factor=0.25)
+    check(distance, torch_squared_euclidean(0.25), triplet((5,), np.float64, seed=4), np.float64, "mean", swap=True)
+
+
+@pytest.mark.parametrize("p", [1.0, 3.0])
+def test_compiled_distance_with_bound_options(p):
+    distance = functools.partial(generated.pairwise_distance, p=p)
+    reference = functools.partial(torch.nn.functional.pairwise_distance, p=p)
+    check(distance, reference, triplet((6, 4), np.float64, seed=5), np.float64, "sum", swap=False)
+
+
+def test_user_distance_gradient_matches_finite_differences(userpkg):
+    arrays = triplet((4, 3), np.float64, seed=6)
+    keywords = dict(distance_function=userpkg.scaled_squared_euclidean, swap=True, margin=3.0, reduction="sum")
+    grads = generated.triplet_margin_with_distance_loss_backward(np.float64(1.0), *arrays, **keywords)
+    step = 1e-6
+    for position, grad in enumerate(grads):
+        numeric = np.zeros_like(grad)
+        for index in np.ndindex(grad.shape):
+            shifted = [a.copy() for a in arrays]
+            shifted[position][index] += step
+            up = float(generated.triplet_margin_with_distance_loss(*shifted, **keywords))
+            shifted[position][index] -= 2 * step
+            down = float(generated.triplet_margin_with_distance_loss(*shifted, **keywords))
+            numeric[index] = (up - down) / (2 * step)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6)
+    assert np.any(grads[0] != 0), "the sample must sit off the hinge's flat side"
+
+
+@pytest.mark.parametrize("function", [
+    lambda a, b: np.abs(a - b).sum(-1),
+    functools.partial(np.subtract),  # a partial of something losscc did not compile
+    "pairwise_distance",
+])
+def test_plain_callable_raises_type_error_that_explains_specs(function):
+    arrays = triplet((3, 4), np.float32, seed=7)
+    with pytest.raises(TypeError, match=r"compiled by losscc.*spec.*losscc build"):
+        generated.triplet_margin_with_distance_loss(*arrays, distance_function=function)
+    with pytest.raises(TypeError, match="compiled by losscc"):
+        generated.triplet_margin_with_distance_loss_value_and_grad(*arrays, distance_function=function)
+
+
+def test_the_tutorial_distance_is_one_minus_cosine_similarity():
+    x1, x2, _ = triplet((5, 6), np.float64, seed=8)
+    np.testing.assert_allclose(generated.cosine_distance(x1, x2), 1 - generated.cosine_similarity(x1, x2), rtol=0, atol=1e-15)
+    expected = 1 - torch.nn.functional.cosine_similarity(torch.tensor(x1), torch.tensor(x2))
+    np.testing.assert_allclose(generated.cosine_distance(x1, x2), expected.numpy(), rtol=1e-12, atol=1e-15)
