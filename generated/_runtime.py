@@ -121,6 +121,18 @@ def _exp_as(x, like):
     return lambda x, like: fast_exp(x)
 
 
+def neg_inf_like(like):
+    """-inf in the precision of the array ``like`` (a row maximum's starting value)."""
+    return -math.inf
+
+
+@numba.extending.overload(neg_inf_like, jit_options=JIT_HELPER)
+def _neg_inf_like(like):
+    if isinstance(like, numba.types.Array) and like.dtype == numba.types.float32:
+        return lambda like: np.float32(-np.inf)
+    return lambda like: -math.inf
+
+
 SQRT2 = 1.4142135623730951
 SMALLEST_NORMAL = 2.2250738585072014e-308
 

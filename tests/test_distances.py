@@ -136,3 +136,46 @@ def test_the_tutorial_distance_is_one_minus_cosine_similarity():
     np.testing.assert_allclose(generated.cosine_distance(x1, x2), 1 - generated.cosine_similarity(x1, x2), rtol=0, atol=1e-15)
     expected = 1 - torch.nn.functional.cosine_similarity(torch.tensor(x1), torch.tensor(x2))
     np.testing.assert_allclose(generated.cosine_distance(x1, x2), expected.numpy(), rtol=1e-12, atol=1e-15)
+
+
+# torch's conventions at the kinks of the pair losses, on inputs that sit exactly on them
+def torch_grads(function, arrays, keywords, grad_output=None):
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+    value = function(*tensors, **keywords)
+    go = torch.ones_like(value) if grad_output is None else torch.tensor(grad_output)
+    return value.detach().numpy(), [g.numpy() for g in torch.autograd.grad(value, tensors, go)]
+
+
+KINKS = {
+    # positive == anchor: d(anchor, negative) == d(positive, negative), a tie of the swap's min
+    "swap_tie": ("triplet_margin_loss", lambda: [np.array([[0.5, -1.0, 2.0]]), np.array([[0.5, -1.0, 2.0]]),
+                                                 np.array([[1.5, 0.0, 1.0]])], dict(swap=True, margin=2.0)),
+    # margin + d(a, p) - d(a, n) == 0 exactly (integers, eps = 0): clamp_min passes the gradient
+    "hinge_zero": ("triplet_margin_loss", lambda: [np.array([[0.0, 0.0]]), np.array([[1.0, 0.0]]),
+                                                   np.array([[2.0, 0.0]])], dict(margin=1.0, eps=0.0, p=1.0)),
+    # two coordinates share the largest |difference|: the inf-norm's gradient is split between them
+    "max_tie": ("pairwise_distance", lambda: [np.array([[3.0, -3.0, 1.0]]), np.array([[1.0, -1.0, 0.0]])],
+                dict(p=float("inf"), eps=0.0)),
+    # a zero vector: its norm is clamped at eps straight through (the gradient is not zeroed)
+    "zero_norm": ("cosine_similarity", lambda: [np.zeros((2, 3)), np.array([[1.0, 2.0, -1.0], [0.0, 0.0, 0.0]])], {}),
+    # a zero difference with p = 2: the norm's subgradient there is 0
+    "zero_distance": ("pairwise_distance", lambda: [np.ones((1, 4)), np.ones((1, 4))], dict(eps=0.0)),
+}
+
+
+@pytest.mark.parametrize("case", list(KINKS))
+def test_pair_kinks_follow_torch(case):
+    name, make, keywords = KINKS[case]
+    arrays = make()
+    grad_output = None
+    expected, expected_grads = torch_grads(getattr(torch.nn.functional, name), arrays, keywords)
+    if expected.ndim:  # a distance: a random grad_output per row
+        grad_output = np.random.default_rng(2).standard_normal(expected.shape)
+        expected, expected_grads = torch_grads(getattr(torch.nn.functional, name), arrays, keywords, grad_output)
+    value = getattr(generated, name)(*arrays, **keywords)
+    grads = getattr(generated, name + "_backward")(np.float64(1.0) if grad_output is None else grad_output, *arrays, **keywords)
+    np.testing.assert_allclose(value, expected, rtol=1e-14, atol=1e-15)
+    for mine, theirs in zip(grads, expected_grads):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-14, atol=1e-15)
+    # the cases are built so that torch's gradient is not zero everywhere, except the one about zero
+    assert any(np.any(g != 0) for g in expected_grads) == (case != "zero_distance"), "the sample misses its kink"
