@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from .driver import BuildPaths, differences, render_all, write
-from .lang import Flag, Legacy, OptionalTensor, Real, Reduction, Tensor
+from .lang import Auxiliary, Bool, Distance, Flag, Int, Legacy, Option, OptionalTensor, Real, Reduction, Tensor
 from .load import load_specs
 from .printer import SpecError
 
@@ -56,16 +56,17 @@ def warm(args: argparse.Namespace) -> int:
 def _describe(param: object) -> str:
     if isinstance(param, Tensor):
         return param.name + ("" if param.differentiable else " (no grad)")
-    if isinstance(param, (OptionalTensor, Legacy)):
+    if isinstance(param, (OptionalTensor, Legacy, Distance)):  # a Distance's None: its compiled default
         return f"{param.name}=None"
-    if isinstance(param, (Real, Flag, Reduction)):
+    if isinstance(param, (Real, Flag, Reduction, Int, Bool, Option)):
         return f"{param.name}={param.default!r}"
-    return repr(param)
+    return str(getattr(param, "name", param))
 
 
 def list_losses(args: argparse.Namespace) -> int:
     for loaded in load_specs(Path(args.specs)):
-        params = ", ".join(_describe(p) for p in loaded.spec.params)
+        # an Auxiliary is computed by the spec's prepare step, not passed by the caller
+        params = ", ".join(_describe(p) for p in loaded.spec.params if not isinstance(p, Auxiliary))
         print(f"{loaded.name}({params})")
         print(f"    {loaded.spec.summary}")
         print(f"    spec: {loaded.path}  docs: {Path(args.docs) / 'losses' / (loaded.name + '.tex')}")

@@ -273,10 +273,17 @@ def test_building_twice_changes_nothing(tmp_path):
 
 
 def test_list_command():
+    """`losscc list` names every loss with the parameters of its generated function, in order."""
+    import inspect
+    import re
+
     result = run_cli("list")
     assert result.returncode == 0, result.stderr
+    listed = dict(re.findall(r"^(\w+)\((.*)\)$", result.stdout, re.M))
     for loaded in support.LOSSES:
-        assert f"{loaded.name}(" in result.stdout
+        names = [part.split("=")[0].split(" ")[0] for part in listed[loaded.name].split(", ")]
+        signature = inspect.signature(support.ours(loaded.spec)).parameters
+        assert names == [n for n, p in signature.items() if p.kind != p.VAR_KEYWORD], loaded.name
 
 
 def test_reserved_names_cover_every_kernel_local():
