@@ -12,11 +12,16 @@ predecessors) + emission(t, s), an initial row, and a readout of the last row. T
   the states it is a predecessor of, of their adjoint times the partial; the adjoint of an
   emitted array element is the state's adjoint times the emission partial. Nobody writes beta;
 - lowers both sweeps to printed code (``lower``) for ``templates/recurrence.py.j2``, and the
-  derived formulas to LaTeX (``page``) for the documentation.
+  derived formulas to LaTeX (``page``) for the documentation. Two lowerings serve speed alone:
+  the sweeps visit only the states of a row that can come from the initial row and reach the
+  readout (``window``), and a log-sum-exp in the state loop exponentiates all terms but its
+  largest, whose exponential is 1 (``select_max_lse``).
 """
 from __future__ import annotations
 
 import inspect
+import re
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -58,6 +63,8 @@ CONVENTION_R = sympy.Symbol("R", real=True)
 _OPAQUE = (logaddexp, logsumexp3)
 # the kernel's physical state index: the table has PAD absent states on each side
 PHYSICAL = sympy.Symbol("j", integer=True)
+# the first state of a row's window (see ``window``): the kernel views its rows from there
+WINDOW_START = sympy.Symbol("lo", integer=True)
 
 
 @dataclass(frozen=True)
@@ -258,6 +265,10 @@ class RecurrenceIR:
     ints: tuple[str, ...]
     pad: int
     slots: int  # predecessors per state: the tape holds one partial per slot
+    window: bool  # rows computed only over the states that matter, [lo, hi] (see ``window``)
+    window_lo: str  # code of lo (of T, S, t); '0' without a window
+    window_hi: str  # code of hi; 'S - 1' without a window
+    state_arrays: tuple[str, ...]  # the 'states' arrays, viewed from lo as NAME_w
     absent: str
     initial: str
     emission: Block  # outputs: the emission at the current state
@@ -273,6 +284,7 @@ class RecurrenceIR:
     seeds: tuple[str, ...]
     convention: str  # '' or the code of torch's log_softmax convention, in _g, _z, _r
     convention_array: str
+    convention_index: str  # the element (t, c) of sample n in the whole array, e.g. 't, n, c'
     zero_infinity: str
     exact_option: str
     mean_length: str
@@ -285,8 +297,11 @@ class _Printer:
     by the padded index j, predecessors through the rows prev (t - 1) and cur (t), the emission
     through its row buffer em."""
 
-    def __init__(self, derived: Derived) -> None:
+    def __init__(self, derived: Derived, windowed: bool = False) -> None:
         self.d = derived
+        # rows, 'states' arrays (``NAME_w``) and the emission row are views from the window's
+        # first state: j counts from there, and state s is at j - PAD + lo
+        self.windowed = windowed
         self.rows = {-1: sympy.IndexedBase("prev", real=True), 0: sympy.IndexedBase("cur", real=True)}
         self.emitted = sympy.IndexedBase("em", real=True)
 
@@ -321,18 +336,22 @@ class _Printer:
                 indices = [i.xreplace({STATE: PHYSICAL}) for i in indices]
             indices = [self.physical(i) for i in indices]
             kind = {"integer": True} if self.d.layouts[name] == "states" else {"real": True}
-            return sympy.IndexedBase(f"{name}_n", **kind)[tuple(indices)]
+            suffix = "_w" if self.windowed and self.d.layouts[name] == "states" else "_n"
+            return sympy.IndexedBase(f"{name}{suffix}", **kind)[tuple(indices)]
 
         expr = expr.replace(lambda n: isinstance(n, sympy.Indexed), view)
-        return expr.xreplace({STATE: PHYSICAL - self.d.pad})
+        return expr.xreplace({STATE: PHYSICAL - self.d.pad + (WINDOW_START if self.windowed else 0)})
 
     def code(self, expr: sympy.Expr) -> str:
         return to_code(self.physical(expr))
 
-    def block(self, exprs: list[sympy.Expr], loads: tuple[tuple[str, str], ...] = ()) -> Block:
+    def block(self, exprs: list[sympy.Expr], loads: tuple[tuple[str, str], ...] = (), select_max: bool = False) -> Block:
+        exprs = [self.physical(e) for e in exprs]
+        if select_max:  # the state loops: log-sum-exps whose largest term is selected, not exponentiated
+            exprs, network = select_max_lse(exprs)
+            loads = loads + network
         # log-sum-exp inlined: a helper call in the inner loop would stop its vectorization
-        exprs = [self.physical(e).replace(lambda n: isinstance(n, _OPAQUE), lambda n: stable_logsumexp(*n.args))
-                 for e in exprs]
+        exprs = [e.replace(lambda n: isinstance(n, _OPAQUE), lambda n: stable_logsumexp(*n.args)) for e in exprs]
         sums: dict[sympy.Basic, sympy.Symbol] = {}
         for node in sorted({n for e in exprs for n in e.atoms(ClassSum)}, key=sympy.default_sort_key):
             if node.index != FEATURE:
@@ -341,7 +360,157 @@ class _Printer:
         shared = share([e.xreplace(sums) for e in exprs])
         temporaries = tuple((str(s), to_code(e)) for s, e in shared.temporaries)
         loops = tuple((str(name), to_code(node.body)) for node, name in sums.items())
-        return Block(temporaries, tuple(to_code(e) for e in shared.outputs), loops, loads)
+        outputs = tuple(to_code(e) for e in shared.outputs)
+        return Block(temporaries, outputs, loops, _used(loads, [c for _, c in loops + temporaries] + list(outputs)))
+
+
+def _used(code: tuple[tuple[str, str], ...], later: list[str]) -> tuple[tuple[str, str], ...]:
+    """The assignments of ``code`` whose names the code after them, or ``later``, reads."""
+    kept: list[tuple[str, str]] = []
+    for name, value in reversed(code):
+        if any(re.search(rf"\b{re.escape(name)}\b", c) for c in [v for _, v in kept] + later):
+            kept.append((name, value))
+    return tuple(reversed(kept))
+
+
+def select_max_lse(exprs: list[sympy.Expr]) -> tuple[list[sympy.Expr], tuple[tuple[str, str], ...]]:
+    """Each log-sum-exp node lse(a_1, ..., a_n) of ``exprs``, and each exp(a_k - lse(...)) (its
+    partial in a_k, as sympy.diff gives it), from code that finds the largest term by comparisons:
+    its exponential is exp(0) = 1 and only the other n - 1 terms are exponentiated (the state loop
+    costs 1 exp less a log-sum-exp of 3). The same shift as ``stable_logsumexp`` (the largest term,
+    or the most negative float when every term is -inf) and the same results at -inf, +inf and
+    nan: the largest term's exponential is 0 at -inf and nan at +inf and nan. Each comparison
+    keeps both of its operands (one as the larger, one as the smaller), so a nan is never lost.
+    Returns the rewritten expressions and the code that computes, per node, the shift (_xN_s),
+    the sum of the exponentials (_xN_sum) and each term's exponential (_xN_eK)."""
+    nodes = sorted({n for e in exprs for n in e.atoms(*_OPAQUE)}, key=sympy.default_sort_key)
+    code: list[tuple[str, str]] = []
+    replaced = list(exprs)
+    lowest = repr(-sys.float_info.max)
+    for i, node in enumerate(nodes):
+        args = node.args
+        if any(a.has(*_OPAQUE) for a in args):
+            continue
+        x = f"_x{i}"
+        terms = [f"{x}_a{k}" for k in range(len(args))]
+        code += [(t, to_code(a)) for t, a in zip(terms, args)]
+        # a chain of comparisons: hi_k is the larger of hi_{k-1} and a_k, lo_k the other
+        hi = terms[0]
+        for k in range(1, len(args)):
+            code += [(f"{x}_c{k}", f"{hi} > {terms[k]}"),
+                     (f"{x}_h{k}", f"{hi} if {x}_c{k} else {terms[k]}"),
+                     (f"{x}_l{k}", f"{terms[k]} if {x}_c{k} else {hi}")]
+            hi = f"{x}_h{k}"
+        code.append((f"{x}_s", f"{hi} if {hi} > {lowest} else {lowest}"))
+        code.append((f"{x}_top", f"1.0 if ({hi} > -math.inf and {hi} < math.inf) else "
+                                 f"(0.0 if {hi} == -math.inf else math.nan)"))
+        for k in range(1, len(args)):
+            code.append((f"{x}_x{k}", f"rt.fast_exp({x}_l{k} - {x}_s)"))
+        # each term's exponential: back along the chain, the larger side inherits the top's
+        larger = f"{x}_top"
+        for k in range(len(args) - 1, 0, -1):
+            code.append((f"{x}_e{k}", f"{x}_x{k} if {x}_c{k} else {larger}"))
+            code.append((f"{x}_g{k}", f"{larger} if {x}_c{k} else {x}_x{k}"))
+            larger = f"{x}_g{k}"
+        code.append((f"{x}_e0", larger))
+        code.append((f"{x}_sum", " + ".join([f"{x}_top"] + [f"{x}_x{k}" for k in range(1, len(args))])))
+        shift, total = sympy.Symbol(f"{x}_s", real=True), sympy.Symbol(f"{x}_sum", positive=True)
+        term_exps = {sympy.exp(a - node): sympy.Symbol(f"{x}_e{k}", real=True) / total for k, a in enumerate(args)}
+        replaced = [e.xreplace(term_exps).xreplace({node: shift + sympy.log(total)}) for e in replaced]
+    return replaced, tuple(code)
+
+
+def _evaluate(expr: sympy.Expr, values: dict[sympy.Symbol, Any]) -> Any:
+    """``expr`` (log-sum-exps in their shifted form) at the given values, in mpmath: exp(-inf) is
+    0 and log(0) is -inf there, as in the kernels."""
+    import mpmath
+
+    expr = expr.replace(lambda n: isinstance(n, _OPAQUE), lambda n: stable_logsumexp(*n.args))
+    symbols = sorted(expr.free_symbols, key=sympy.default_sort_key)
+    missing = [x for x in symbols if x not in values]
+    if missing:
+        raise ValueError(f"no value for {missing}")
+    with mpmath.workdps(30):
+        return sympy.lambdify(symbols, expr, "mpmath")(*[values[x] for x in symbols])
+
+
+def _initial_support_end(d: Derived) -> int | None:
+    """The last state at which the initial row is not absent (-PAD - 1 if none), or None when the
+    initial row is not absent beyond some state. The row is a function of s alone whose
+    conditions compare s with integers: evaluated at each integer up to one past the largest."""
+    initial = d.initial
+    if initial.free_symbols - {STATE}:
+        return None
+    constants = [0]
+    for relation in initial.atoms(sympy.core.relational.Relational):
+        if STATE in relation.free_symbols:
+            for side in relation.args:
+                if side.is_number:
+                    constants.append(int(sympy.ceiling(side)))
+    top = max(constants) + 1
+    if top > 4096:
+        return None
+    absent = sympy.sympify(d.recurrence.absent)
+    last = -d.pad - 1
+    for s in range(-d.pad, top + 1):
+        value = sympy.sympify(initial.xreplace({STATE: sympy.Integer(s)}))
+        if value != absent:
+            if s == top:  # every state from here on
+                return None
+            last = s
+    return last
+
+
+def window(d: Derived) -> tuple[str, str] | None:
+    """Code of the first and last state of row t that matter, for rows of T steps and S states:
+    [lo, hi], or None when every state may matter.
+
+    With every predecessor in the row before (dt = -1) and a state advancing at most A states a
+    row (A = max -ds), state s of row t reaches the readout's last row only if s >= S - ends -
+    A (T - 1 - t): the others' adjoints are 0 whatever their values, and their values reach no
+    state that matters. A state beyond the initial row's support advanced by A (t + 1) is absent:
+    when a state whose predecessors are all absent is absent itself, and an absent predecessor
+    has partial 0 (checked here at sample values), skipping it changes nothing."""
+    rec = d.recurrence
+    if any(step.dt != -1 for step in rec.predecessors) or not d.ends:
+        return None
+    for access in d.emission.atoms(sympy.Indexed):  # 'states' arrays are viewed from the window
+        name = str(access.base.label)
+        if d.layouts.get(name) == "states" and any(STATE in i.free_symbols for i in access.indices[1:]):
+            return None
+    advance = max(-step.ds for step in rec.predecessors)
+    lo = f"max(0, S - {len(d.ends)} - {advance} * (T - 1 - t))"
+    hi = "S - 1"
+    support = _initial_support_end(d)
+    if support is not None and _absent_is_absorbing(d):
+        hi = f"min(S - 1, {support} + {advance} * (t + 1))"
+    return lo, hi
+
+
+def _absent_is_absorbing(d: Derived) -> bool:
+    """All predecessors absent: the state is absent; one absent predecessor: its partial is 0."""
+    import mpmath
+
+    absent = sympy.sympify(d.recurrence.absent)
+    if absent not in (sympy.oo, -sympy.oo):
+        return False
+    infinite = mpmath.inf if absent == sympy.oo else -mpmath.inf
+    reals = {x: mpmath.mpf("1.75") for x in d.combine.free_symbols if x not in d.predecessors}
+    samples = [mpmath.mpf(v) for v in ("0.3", "-1.2", "2.5", "-0.7")]
+    try:
+        for e in samples[:2]:
+            everything = {**reals, **{p: infinite for p in d.predecessors}, EMISSION: e}
+            if _evaluate(d.combine + EMISSION, everything) != infinite:
+                return False
+        body = d.combine + EMISSION
+        for k, p in enumerate(d.predecessors):
+            values = {**reals, **{q: samples[(i + k) % len(samples)] for i, q in enumerate(d.predecessors)}}
+            values[p], values[EMISSION] = infinite, samples[1]
+            if _evaluate(sympy.diff(body, p), values) != 0:
+                return False
+    except (ValueError, TypeError, ZeroDivisionError):
+        return False
+    return True
 
 
 def lower(loaded: LoadedSpec) -> RecurrenceIR:
@@ -352,13 +521,14 @@ def lower(loaded: LoadedSpec) -> RecurrenceIR:
     spec, path = loaded.spec, loaded.path
     d = derive(loaded)
     rec = d.recurrence
-    printer = _Printer(d)
+    bounds = window(d)
+    printer = _Printer(d, windowed=bounds is not None)
     steps = rec.predecessors
     body = d.combine + EMISSION
     raw_partials = [sympy.diff(body, p) for p in d.predecessors]
     emission = printer.block([d.emission])
-    forward = printer.block([printer.at_state(e) for e in [body] + raw_partials], printer.loads())
-    value_only = printer.block([printer.at_state(body)], printer.loads())
+    forward = printer.block([printer.at_state(e) for e in [body] + raw_partials], printer.loads(), select_max=True)
+    value_only = printer.block([printer.at_state(body)], printer.loads(), select_max=True)
     # state X = Y + step_k is predecessor k of Y = X - step_k
     terms = tuple(Term("next" if step.dt == -1 else "cur", -step.ds, k) for k, step in enumerate(steps))
     scatters = []
@@ -371,13 +541,18 @@ def lower(loaded: LoadedSpec) -> RecurrenceIR:
         for access in sorted(d.emission.atoms(sympy.Indexed), key=sympy.default_sort_key):
             if access.base == symbol and FEATURE in access.indices and not feature_extent:
                 feature_extent = f"{name}_n.shape[{list(access.indices).index(FEATURE)}]"
-    convention = ""
+    convention = convention_index = ""
     if d.convention is not None:
+        # exp in the precision of the array (float32 data: fast_exp32, accurate to the output's
+        # float32); indexed in the whole arrays, whose class axis the kernel knows is contiguous
         convention = to_code(d.convention.xreplace({
             CONVENTION_G: sympy.Symbol("_g", real=True),
             CONVENTION_Z: sympy.Symbol("_z", real=True),
             CONVENTION_R: sympy.Symbol("_r", real=True),
-        }))
+        }), like=f"{rec.torch_log_softmax}_a")
+        indices = ["t", "c"]
+        indices.insert(next(axis for name, axis, _ in rec.arrays if name == rec.torch_log_softmax), "n")
+        convention_index = ", ".join(indices)
     differentiable = tuple(p.name for p in spec.params if isinstance(p, Tensor) and p.differentiable)
     mean = spec.mean
     return RecurrenceIR(
@@ -395,6 +570,10 @@ def lower(loaded: LoadedSpec) -> RecurrenceIR:
         ints=tuple(p.name for p in spec.params if isinstance(p, Int)),
         pad=d.pad,
         slots=len(steps),
+        window=bounds is not None,
+        window_lo=bounds[0] if bounds else "0",
+        window_hi=bounds[1] if bounds else "S - 1",
+        state_arrays=tuple(name for name, _, layout in rec.arrays if layout == "states"),
         absent=to_code(sympy.sympify(rec.absent)),
         initial=to_code(d.initial.xreplace({STATE: sympy.Symbol("s", integer=True)})),
         emission=emission,
@@ -410,6 +589,7 @@ def lower(loaded: LoadedSpec) -> RecurrenceIR:
         seeds=tuple(to_code(s) for s in d.seeds),
         convention=convention,
         convention_array=rec.torch_log_softmax,
+        convention_index=convention_index,
         zero_infinity=rec.zero_infinity,
         exact_option=rec.exact_option,
         mean_length=mean.length if isinstance(mean, PerSample) else "",

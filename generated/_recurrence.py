@@ -2,6 +2,7 @@
 # Compiled against _runtime.py e0c7f898f1ec7ca4.
 """Runtime of the recurrence losses (ctc_loss, soft_dtw): arguments, per-sample extents, the
 kernel call with its work tables, reductions and gradient scaling. Needs only numpy."""
+import math
 import threading
 
 import numpy as np
@@ -17,7 +18,7 @@ class Workspace(threading.local):
         self.buffers = {}
 
     def get(self, name, shape):
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         buffer = self.buffers.get(name)
         if buffer is None or buffer.size < size:
             buffer = self.buffers[name] = np.empty(max(size, 1))
@@ -74,16 +75,15 @@ class RecurrenceCall:
         if array.size != samples or (batched and array.ndim != 1) or array.ndim > 1:
             raise rt.InvalidArgument("{} must be of size batch_size: {} values for {} samples".format(
                 name, array.size, samples))
-        array = array.reshape(samples).astype(np.int64)
-        negative = np.flatnonzero(array < 0)
-        if negative.size:
-            n = negative[0]
+        array = array.reshape(samples).astype(np.int64, copy=False)
+        if samples and array.min() < 0:  # (the checks below run only when a check fails)
+            n = np.flatnonzero(array < 0)[0]
             raise rt.InvalidArgument("{}[{}] = {} is negative (sample {})".format(name, n, array[n], n))
         return array
 
     def require_at_most(self, name, lengths, limit, what):
-        over = np.flatnonzero(lengths > limit)
-        if over.size:
+        if lengths.size and lengths.max() > limit:
+            over = np.flatnonzero(lengths > limit)
             n = over[0]
             raise rt.InvalidArgument("{}[{}] = {} exceeds {} ({}) (sample {})".format(
                 name, n, lengths[n], what, limit, n))
@@ -115,6 +115,8 @@ class RecurrenceCall:
 
     def require_labels(self, name, labels, lengths, classes, blank):
         """Every label within its sample's length is a class in [0, classes) and not the blank."""
+        if not labels.size or (labels.min() >= 0 and labels.max() < classes and not (labels == blank).any()):
+            return  # every label, padding included: no need to tell the padding apart
         inside = np.arange(labels.shape[1]) < lengths[:, None]
         for bad, why in (((labels < 0) | (labels >= classes), "is not a class in [0, {})".format(classes)),
                          (labels == blank, "is the blank")):
@@ -192,9 +194,11 @@ class RecurrenceLoss:
             value = losses[0] if call.unbatched else losses
         elif call.reduction == "sum":
             value = np.sum(losses)
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                value = np.mean(losses / self.divisors(call)) if losses.size else np.float64(np.nan)
+        elif not losses.size:
+            value = np.float64(np.nan)
+        else:  # np.mean's sum and division, without its Python overhead (divisors are >= 1)
+            with np.errstate(invalid="ignore"):
+                value = np.add.reduce(losses / self.divisors(call)) / losses.size
         return np.asarray(value, dtype=call.dtype)
 
     def scale(self, call, grad_output):

@@ -23,55 +23,93 @@ def _kernel(log_probs_a, labels_a, steps_a, states_a, zero_infinity, exact, want
         W = S + 2 * PAD
         log_probs_n = log_probs_a[:, n]
         labels_n = labels_a[n]
-        em = work[n, 0]  # the emission of one row, gathered first: the state loop then vectorizes
         tape_n = tape[n]  # tape_n[k, t, j]: the partial of state (t, j) in its predecessor k
         for j in range(W):
             s = j - PAD
             table[n, 0, j] = (0.0 if (s == 0.0) else (-math.inf))
+            table[n, 1, j] = (-math.inf)  # a row's states past its window are read as absent
         for t in range(T):
             prev = table[n, t % 2]
             cur = table[n, (t + 1) % 2]
             for j in range(PAD):
                 cur[j] = (-math.inf)
                 cur[S + PAD + j] = (-math.inf)
-            for _i in range(S):
+            # only the states in [lo, hi] can come from the initial row and reach the readout; the
+            # rows are viewed from lo (index j is state j - PAD + lo): zero-based loops vectorize
+            lo = max(0, S - 2 - 2 * (T - 1 - t))
+            hi = min(S - 1, 0 + 2 * (t + 1))
+            # widened down to a multiple of 8 states (4 float64 lanes, unrolled twice): the loops run
+            # no scalar remainder. The states added cannot reach the readout: no state that can reads
+            # their values, and their adjoints are 0
+            lo = max(0, hi + 1 - (hi + 8 - lo) // 8 * 8)
+            R = hi + 1 - lo
+            labels_w = labels_n[lo:]
+            prev = prev[lo:]
+            cur = cur[lo:]
+            em = work[n, 0, lo:]  # the emission of one row, gathered first: the state loop then vectorizes
+            for _i in range(R):
                 j = _i + PAD
-                em[j] = log_probs_n[t, labels_n[j]]
+                em[j] = log_probs_n[t, labels_w[j]]
             if want_grad:
-                _w0 = tape_n[0, t]
-                _w1 = tape_n[1, t]
-                _w2 = tape_n[2, t]
-                for _i in range(S):  # zero-based: Numba's loops from a nonzero start did not vectorize
+                _w0 = tape_n[0, t, lo:]
+                _w1 = tape_n[1, t, lo:]
+                _w2 = tape_n[2, t, lo:]
+                for _i in range(R):  # zero-based: Numba's loops from a nonzero start did not vectorize
                     j = _i + PAD
                     _lp0 = prev[j]
                     p0 = _lp0
                     _lp1 = prev[j - 1]
                     p1 = _lp1
                     _lp2 = prev[j - 2]
-                    p2 = (_lp2 if (labels_n[j] != labels_n[j - 2]) else (-math.inf))
-                    _t0 = (((-1.7976931348623157e+308 if -1.7976931348623157e+308 > p0 else p0) if (-1.7976931348623157e+308 if -1.7976931348623157e+308 > p0 else p0) > p1 else p1) if ((-1.7976931348623157e+308 if -1.7976931348623157e+308 > p0 else p0) if (-1.7976931348623157e+308 if -1.7976931348623157e+308 > p0 else p0) > p1 else p1) > p2 else p2)
-                    _t1 = -_t0
-                    _t2 = rt.fast_exp(_t1 + p0)
-                    _t3 = rt.fast_exp(_t1 + p1)
-                    _t4 = rt.fast_exp(_t1 + p2)
-                    _t5 = _t2 + _t3 + _t4
-                    _t6 = (1.0/(_t5))
-                    cur[j] = _t0 + rt.fast_log(_t5) + em[j]
-                    _w0[j] = _t2*_t6
-                    _w1[j] = _t3*_t6
-                    _w2[j] = _t4*_t6
+                    p2 = (_lp2 if (labels_w[j] != labels_w[j - 2]) else (-math.inf))
+                    _x0_a0 = p0
+                    _x0_a1 = p1
+                    _x0_a2 = p2
+                    _x0_c1 = _x0_a0 > _x0_a1
+                    _x0_h1 = _x0_a0 if _x0_c1 else _x0_a1
+                    _x0_l1 = _x0_a1 if _x0_c1 else _x0_a0
+                    _x0_c2 = _x0_h1 > _x0_a2
+                    _x0_h2 = _x0_h1 if _x0_c2 else _x0_a2
+                    _x0_l2 = _x0_a2 if _x0_c2 else _x0_h1
+                    _x0_s = _x0_h2 if _x0_h2 > -1.7976931348623157e+308 else -1.7976931348623157e+308
+                    _x0_top = 1.0 if (_x0_h2 > -math.inf and _x0_h2 < math.inf) else (0.0 if _x0_h2 == -math.inf else math.nan)
+                    _x0_x1 = rt.fast_exp(_x0_l1 - _x0_s)
+                    _x0_x2 = rt.fast_exp(_x0_l2 - _x0_s)
+                    _x0_e2 = _x0_x2 if _x0_c2 else _x0_top
+                    _x0_g2 = _x0_top if _x0_c2 else _x0_x2
+                    _x0_e1 = _x0_x1 if _x0_c1 else _x0_g2
+                    _x0_g1 = _x0_g2 if _x0_c1 else _x0_x1
+                    _x0_e0 = _x0_g1
+                    _x0_sum = _x0_top + _x0_x1 + _x0_x2
+                    _t0 = (1.0/(_x0_sum))
+                    cur[j] = _x0_s + rt.fast_log(_x0_sum) + em[j]
+                    _w0[j] = _t0*_x0_e0
+                    _w1[j] = _t0*_x0_e1
+                    _w2[j] = _t0*_x0_e2
             else:
-                for _i in range(S):  # zero-based: Numba's loops from a nonzero start did not vectorize
+                for _i in range(R):  # zero-based: Numba's loops from a nonzero start did not vectorize
                     j = _i + PAD
                     _lp0 = prev[j]
                     p0 = _lp0
                     _lp1 = prev[j - 1]
                     p1 = _lp1
                     _lp2 = prev[j - 2]
-                    p2 = (_lp2 if (labels_n[j] != labels_n[j - 2]) else (-math.inf))
-                    _t0 = (((-1.7976931348623157e+308 if -1.7976931348623157e+308 > p0 else p0) if (-1.7976931348623157e+308 if -1.7976931348623157e+308 > p0 else p0) > p1 else p1) if ((-1.7976931348623157e+308 if -1.7976931348623157e+308 > p0 else p0) if (-1.7976931348623157e+308 if -1.7976931348623157e+308 > p0 else p0) > p1 else p1) > p2 else p2)
-                    _t1 = -_t0
-                    cur[j] = _t0 + rt.fast_log(rt.fast_exp(_t1 + p0) + rt.fast_exp(_t1 + p1) + rt.fast_exp(_t1 + p2)) + em[j]
+                    p2 = (_lp2 if (labels_w[j] != labels_w[j - 2]) else (-math.inf))
+                    _x0_a0 = p0
+                    _x0_a1 = p1
+                    _x0_a2 = p2
+                    _x0_c1 = _x0_a0 > _x0_a1
+                    _x0_h1 = _x0_a0 if _x0_c1 else _x0_a1
+                    _x0_l1 = _x0_a1 if _x0_c1 else _x0_a0
+                    _x0_c2 = _x0_h1 > _x0_a2
+                    _x0_h2 = _x0_h1 if _x0_c2 else _x0_a2
+                    _x0_l2 = _x0_a2 if _x0_c2 else _x0_h1
+                    _x0_s = _x0_h2 if _x0_h2 > -1.7976931348623157e+308 else -1.7976931348623157e+308
+                    _x0_top = 1.0 if (_x0_h2 > -math.inf and _x0_h2 < math.inf) else (0.0 if _x0_h2 == -math.inf else math.nan)
+                    _x0_x1 = rt.fast_exp(_x0_l1 - _x0_s)
+                    _x0_x2 = rt.fast_exp(_x0_l2 - _x0_s)
+                    _x0_sum = _x0_top + _x0_x1 + _x0_x2
+                    cur[j] = _x0_s + rt.fast_log(_x0_sum) + em[j]
         last = table[n, T % 2]
         _e0 = last[S + PAD - 1 - 0]
         _e1 = last[S + PAD - 1 - 1]
@@ -90,11 +128,12 @@ def _kernel(log_probs_a, labels_a, steps_a, states_a, zero_infinity, exact, want
                 log_probs_g[:T] = math.nan
             continue
         sc = scale_a[n]
-        nxt = work[n, 1]
-        cur = work[n, 2]
         for j in range(W):
-            nxt[j] = 0.0
+            work[n, 1 + T % 2, j] = 0.0  # the row after the last has no adjoint
         for t in range(T - 1, -1, -1):
+            # the adjoint rows by parity (not swapped: a swap kept the gather from vectorizing)
+            nxt = work[n, 1 + (t + 1) % 2]
+            cur = work[n, 1 + t % 2]
             for j in range(W):
                 cur[j] = 0.0
             if t == T - 1:  # the readout's partials seed the last row
@@ -102,35 +141,50 @@ def _kernel(log_probs_a, labels_a, steps_a, states_a, zero_infinity, exact, want
                     cur[S + PAD - 1 - 0] = sc * (-rt.fast_exp(_e0 + loss))
                 if 1 < S:
                     cur[S + PAD - 1 - 1] = sc * (-rt.fast_exp(_e1 + loss))
+            lo = max(0, S - 2 - 2 * (T - 1 - t))
+            hi = min(S - 1, 0 + 2 * (t + 1))
+            # widened down to a multiple of 8 states (4 float64 lanes, unrolled twice): the loops run
+            # no scalar remainder. The states added cannot reach the readout: no state that can reads
+            # their values, and their adjoints are 0
+            lo = max(0, hi + 1 - (hi + 8 - lo) // 8 * 8)
+            R = hi + 1 - lo
+            labels_w = labels_n[lo:]
+            cur_v = cur[lo:]
+            nxt_v = nxt[lo:]
             if t + 1 < T:
-                for _i in range(S):  # zero-based: the loop vectorizes
+                _tv0 = tape_n[0, t + 1, lo:]
+                _tv1 = tape_n[1, t + 1, lo:]
+                _tv2 = tape_n[2, t + 1, lo:]
+                for _i in range(R):  # zero-based: the loop vectorizes
                     j = _i + PAD
-                    _acc = cur[j]
-                    _a0 = nxt[j + 0]
-                    _acc += (_a0 * tape_n[0, t + 1, j + 0]) if _a0 != 0.0 else 0.0
-                    _a1 = nxt[j + 1]
-                    _acc += (_a1 * tape_n[1, t + 1, j + 1]) if _a1 != 0.0 else 0.0
-                    _a2 = nxt[j + 2]
-                    _acc += (_a2 * tape_n[2, t + 1, j + 2]) if _a2 != 0.0 else 0.0
-                    cur[j] = _acc
+                    _acc = cur_v[j]
+                    _a0 = nxt_v[j + 0]
+                    _a0w = _a0 * _tv0[j + 0]  # loaded unconditionally: the loop vectorizes
+                    _acc += _a0w if _a0 != 0.0 else 0.0  # a zero adjoint: a tape entry never written
+                    _a1 = nxt_v[j + 1]
+                    _a1w = _a1 * _tv1[j + 1]  # loaded unconditionally: the loop vectorizes
+                    _acc += _a1w if _a1 != 0.0 else 0.0  # a zero adjoint: a tape entry never written
+                    _a2 = nxt_v[j + 2]
+                    _a2w = _a2 * _tv2[j + 2]  # loaded unconditionally: the loop vectorizes
+                    _acc += _a2w if _a2 != 0.0 else 0.0  # a zero adjoint: a tape entry never written
+                    cur_v[j] = _acc
             # the emission's partials carry each state's adjoint to the arrays it read
-            for _i in range(S):
+            for _i in range(R):
                 j = _i + PAD
-                _a = cur[j]
+                _a = cur_v[j]
                 if _a != 0.0:
-                    log_probs_g[t, labels_n[j]] += _a * (1.0)
-            nxt, cur = cur, nxt
+                    log_probs_g[t, labels_w[j]] += _a * (1.0)
         if not exact:  # torch's convention: the gradient through log_softmax, rows normalised
-            _G = log_probs_g
-            _Z = log_probs_n
+            _G = log_probs_ga  # the whole arrays: their class axis is contiguous
+            _Z = log_probs_a
             for t in range(T):
                 _r = 0.0
-                for c in range(_G.shape[1]):
-                    _r += _G[t, c]
-                for c in range(_G.shape[1]):
-                    _g = _G[t, c]
-                    _z = np.float64(_Z[t, c])
-                    _G[t, c] = _g - _r*rt.fast_exp(_z)
+                for c in range(log_probs_g.shape[1]):
+                    _r += _G[t, n, c]
+                for c in range(log_probs_g.shape[1]):
+                    _g = _G[t, n, c]
+                    _z = np.float64(_Z[t, n, c])
+                    _G[t, n, c] = _g - _r*rt.exp_as(_z, log_probs_a)
 
 
 
@@ -158,10 +212,11 @@ def _prepare(a):
     targets = a.labels("targets", samples, target_lengths, batched)
     a.require_labels("targets", targets, target_lengths, classes, blank)
     # extended labels: blank, y1, blank, y2, ..., yL, blank, padded with blanks like the table
-    width = 2 * targets.shape[1] + 1 + 2 * PAD
-    labels = np.full((samples, width), blank, dtype=np.int64)
-    inside = np.arange(targets.shape[1]) < target_lengths[:, None]
-    labels[:, PAD + 1:PAD + 1 + 2 * targets.shape[1]:2] = np.where(inside, targets, blank)
+    longest = targets.shape[1]
+    labels = np.full((samples, 2 * longest + 1 + 2 * PAD), blank, dtype=np.int64)
+    if samples and target_lengths.min() < longest:  # the padding of shorter targets: blanks
+        targets = np.where(np.arange(longest) < target_lengths[:, None], targets, blank)
+    labels[:, PAD + 1:PAD + 1 + 2 * longest:2] = targets
     a["log_probs"] = log_probs
     a["labels"] = labels
     a["target_lengths"] = target_lengths

@@ -24,7 +24,6 @@ def _kernel(x_a, y_a, gamma, steps_a, states_a, zero_infinity, exact, want_grad,
         x_n = x_a[n]
         y_n = y_a[n]
         D = x_n.shape[1]
-        em = work[n, 0]  # the emission of one row, gathered first: the state loop then vectorizes
         tape_n = tape[n]  # tape_n[k, t, j]: the partial of state (t, j) in its predecessor k
         for j in range(W):
             s = j - PAD
@@ -35,17 +34,23 @@ def _kernel(x_a, y_a, gamma, steps_a, states_a, zero_infinity, exact, want_grad,
             for j in range(PAD):
                 cur[j] = math.inf
                 cur[S + PAD + j] = math.inf
-            for _i in range(S):
+            lo = 0
+            hi = S - 1
+            R = hi + 1 - lo
+            prev = prev[lo:]
+            cur = cur[lo:]
+            em = work[n, 0, lo:]  # the emission of one row, gathered first: the state loop then vectorizes
+            for _i in range(R):
                 j = _i + PAD
                 _f0 = 0.0
                 for d in range(D):
                     _f0 += ((x_n[t, d] - y_n[j - 1, d])*(x_n[t, d] - y_n[j - 1, d]))
                 em[j] = _f0
             if want_grad:
-                _w0 = tape_n[0, t]
-                _w1 = tape_n[1, t]
-                _w2 = tape_n[2, t]
-                for _i in range(S):  # zero-based: Numba's loops from a nonzero start did not vectorize
+                _w0 = tape_n[0, t, lo:]
+                _w1 = tape_n[1, t, lo:]
+                _w2 = tape_n[2, t, lo:]
+                for _i in range(R):  # zero-based: Numba's loops from a nonzero start did not vectorize
                     j = _i + PAD
                     _lp0 = prev[j - 1]
                     p0 = _lp0
@@ -53,22 +58,32 @@ def _kernel(x_a, y_a, gamma, steps_a, states_a, zero_infinity, exact, want_grad,
                     p1 = _lp1
                     _lp2 = cur[j - 1]
                     p2 = _lp2
-                    _t0 = (1.0/(gamma))
-                    _t1 = _t0*p0
-                    _t2 = _t0*p1
-                    _t3 = _t0*p2
-                    _t4 = (((-1.7976931348623157e+308 if -1.7976931348623157e+308 > -_t1 else -_t1) if (-1.7976931348623157e+308 if -1.7976931348623157e+308 > -_t1 else -_t1) > -_t2 else -_t2) if ((-1.7976931348623157e+308 if -1.7976931348623157e+308 > -_t1 else -_t1) if (-1.7976931348623157e+308 if -1.7976931348623157e+308 > -_t1 else -_t1) > -_t2 else -_t2) > -_t3 else -_t3)
-                    _t5 = rt.fast_exp(-_t1 - _t4)
-                    _t6 = rt.fast_exp(-_t2 - _t4)
-                    _t7 = rt.fast_exp(-_t3 - _t4)
-                    _t8 = _t5 + _t6 + _t7
-                    _t9 = (1.0/(_t8))
-                    cur[j] = -gamma*(_t4 + rt.fast_log(_t8)) + em[j]
-                    _w0[j] = _t5*_t9
-                    _w1[j] = _t6*_t9
-                    _w2[j] = _t7*_t9
+                    _x0_a0 = -p0/gamma
+                    _x0_a1 = -p1/gamma
+                    _x0_a2 = -p2/gamma
+                    _x0_c1 = _x0_a0 > _x0_a1
+                    _x0_h1 = _x0_a0 if _x0_c1 else _x0_a1
+                    _x0_l1 = _x0_a1 if _x0_c1 else _x0_a0
+                    _x0_c2 = _x0_h1 > _x0_a2
+                    _x0_h2 = _x0_h1 if _x0_c2 else _x0_a2
+                    _x0_l2 = _x0_a2 if _x0_c2 else _x0_h1
+                    _x0_s = _x0_h2 if _x0_h2 > -1.7976931348623157e+308 else -1.7976931348623157e+308
+                    _x0_top = 1.0 if (_x0_h2 > -math.inf and _x0_h2 < math.inf) else (0.0 if _x0_h2 == -math.inf else math.nan)
+                    _x0_x1 = rt.fast_exp(_x0_l1 - _x0_s)
+                    _x0_x2 = rt.fast_exp(_x0_l2 - _x0_s)
+                    _x0_e2 = _x0_x2 if _x0_c2 else _x0_top
+                    _x0_g2 = _x0_top if _x0_c2 else _x0_x2
+                    _x0_e1 = _x0_x1 if _x0_c1 else _x0_g2
+                    _x0_g1 = _x0_g2 if _x0_c1 else _x0_x1
+                    _x0_e0 = _x0_g1
+                    _x0_sum = _x0_top + _x0_x1 + _x0_x2
+                    _t0 = (1.0/(_x0_sum))
+                    cur[j] = -gamma*(_x0_s + rt.fast_log(_x0_sum)) + em[j]
+                    _w0[j] = _t0*_x0_e0
+                    _w1[j] = _t0*_x0_e1
+                    _w2[j] = _t0*_x0_e2
             else:
-                for _i in range(S):  # zero-based: Numba's loops from a nonzero start did not vectorize
+                for _i in range(R):  # zero-based: Numba's loops from a nonzero start did not vectorize
                     j = _i + PAD
                     _lp0 = prev[j - 1]
                     p0 = _lp0
@@ -76,12 +91,21 @@ def _kernel(x_a, y_a, gamma, steps_a, states_a, zero_infinity, exact, want_grad,
                     p1 = _lp1
                     _lp2 = cur[j - 1]
                     p2 = _lp2
-                    _t0 = (1.0/(gamma))
-                    _t1 = _t0*p0
-                    _t2 = _t0*p1
-                    _t3 = _t0*p2
-                    _t4 = (((-1.7976931348623157e+308 if -1.7976931348623157e+308 > -_t1 else -_t1) if (-1.7976931348623157e+308 if -1.7976931348623157e+308 > -_t1 else -_t1) > -_t2 else -_t2) if ((-1.7976931348623157e+308 if -1.7976931348623157e+308 > -_t1 else -_t1) if (-1.7976931348623157e+308 if -1.7976931348623157e+308 > -_t1 else -_t1) > -_t2 else -_t2) > -_t3 else -_t3)
-                    cur[j] = -gamma*(_t4 + rt.fast_log(rt.fast_exp(-_t1 - _t4) + rt.fast_exp(-_t2 - _t4) + rt.fast_exp(-_t3 - _t4))) + em[j]
+                    _x0_a0 = -p0/gamma
+                    _x0_a1 = -p1/gamma
+                    _x0_a2 = -p2/gamma
+                    _x0_c1 = _x0_a0 > _x0_a1
+                    _x0_h1 = _x0_a0 if _x0_c1 else _x0_a1
+                    _x0_l1 = _x0_a1 if _x0_c1 else _x0_a0
+                    _x0_c2 = _x0_h1 > _x0_a2
+                    _x0_h2 = _x0_h1 if _x0_c2 else _x0_a2
+                    _x0_l2 = _x0_a2 if _x0_c2 else _x0_h1
+                    _x0_s = _x0_h2 if _x0_h2 > -1.7976931348623157e+308 else -1.7976931348623157e+308
+                    _x0_top = 1.0 if (_x0_h2 > -math.inf and _x0_h2 < math.inf) else (0.0 if _x0_h2 == -math.inf else math.nan)
+                    _x0_x1 = rt.fast_exp(_x0_l1 - _x0_s)
+                    _x0_x2 = rt.fast_exp(_x0_l2 - _x0_s)
+                    _x0_sum = _x0_top + _x0_x1 + _x0_x2
+                    cur[j] = -gamma*(_x0_s + rt.fast_log(_x0_sum)) + em[j]
         last = table[n, T % 2]
         _e0 = last[S + PAD - 1 - 0]
         loss = _e0
@@ -93,44 +117,57 @@ def _kernel(x_a, y_a, gamma, steps_a, states_a, zero_infinity, exact, want_grad,
         y_g = y_ga[n]
         y_g[:] = 0.0
         sc = scale_a[n]
-        nxt = work[n, 1]
-        cur = work[n, 2]
         for j in range(W):
-            nxt[j] = 0.0
+            work[n, 1 + T % 2, j] = 0.0  # the row after the last has no adjoint
         for t in range(T - 1, -1, -1):
+            # the adjoint rows by parity (not swapped: a swap kept the gather from vectorizing)
+            nxt = work[n, 1 + (t + 1) % 2]
+            cur = work[n, 1 + t % 2]
             for j in range(W):
                 cur[j] = 0.0
             if t == T - 1:  # the readout's partials seed the last row
                 if 0 < S:
                     cur[S + PAD - 1 - 0] = sc * (1.0)
+            lo = 0
+            hi = S - 1
+            R = hi + 1 - lo
+            cur_v = cur[lo:]
+            nxt_v = nxt[lo:]
             if t + 1 < T:
-                for _i in range(S):
-                    j = S + PAD - 1 - _i
-                    _acc = cur[j]
-                    _a0 = nxt[j + 1]
-                    _acc += (_a0 * tape_n[0, t + 1, j + 1]) if _a0 != 0.0 else 0.0
-                    _a1 = nxt[j + 0]
-                    _acc += (_a1 * tape_n[1, t + 1, j + 0]) if _a1 != 0.0 else 0.0
-                    _a2 = cur[j + 1]
-                    _acc += (_a2 * tape_n[2, t, j + 1]) if _a2 != 0.0 else 0.0
-                    cur[j] = _acc
+                _tv0 = tape_n[0, t + 1, lo:]
+                _tv1 = tape_n[1, t + 1, lo:]
+                _tv2 = tape_n[2, t, lo:]
+                for _i in range(R):
+                    j = R + PAD - 1 - _i
+                    _acc = cur_v[j]
+                    _a0 = nxt_v[j + 1]
+                    _a0w = _a0 * _tv0[j + 1]  # loaded unconditionally: the loop vectorizes
+                    _acc += _a0w if _a0 != 0.0 else 0.0  # a zero adjoint: a tape entry never written
+                    _a1 = nxt_v[j + 0]
+                    _a1w = _a1 * _tv1[j + 0]  # loaded unconditionally: the loop vectorizes
+                    _acc += _a1w if _a1 != 0.0 else 0.0  # a zero adjoint: a tape entry never written
+                    _a2 = cur_v[j + 1]
+                    _a2w = _a2 * _tv2[j + 1]  # loaded unconditionally: the loop vectorizes
+                    _acc += _a2w if _a2 != 0.0 else 0.0  # a zero adjoint: a tape entry never written
+                    cur_v[j] = _acc
             else:
-                for _i in range(S):
-                    j = S + PAD - 1 - _i
-                    _acc = cur[j]
-                    _a0 = cur[j + 1]
-                    _acc += (_a0 * tape_n[2, t, j + 1]) if _a0 != 0.0 else 0.0
-                    cur[j] = _acc
+                _tv0 = tape_n[2, t, lo:]
+                for _i in range(R):
+                    j = R + PAD - 1 - _i
+                    _acc = cur_v[j]
+                    _a0 = cur_v[j + 1]
+                    _a0w = _a0 * _tv0[j + 1]  # loaded unconditionally: the loop vectorizes
+                    _acc += _a0w if _a0 != 0.0 else 0.0  # a zero adjoint: a tape entry never written
+                    cur_v[j] = _acc
             # the emission's partials carry each state's adjoint to the arrays it read
-            for _i in range(S):
+            for _i in range(R):
                 j = _i + PAD
-                _a = cur[j]
+                _a = cur_v[j]
                 if _a != 0.0:
                     for d in range(D):
                         x_g[t, d] += _a * (2.0*x_n[t, d] - 2.0*y_n[j - 1, d])
                     for d in range(D):
                         y_g[j - 1, d] += _a * (-2.0*x_n[t, d] + 2.0*y_n[j - 1, d])
-            nxt, cur = cur, nxt
 
 
 

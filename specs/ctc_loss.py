@@ -65,10 +65,11 @@ def prepare(a):
     targets = a.labels("targets", samples, target_lengths, batched)
     a.require_labels("targets", targets, target_lengths, classes, blank)
     # extended labels: blank, y1, blank, y2, ..., yL, blank, padded with blanks like the table
-    width = 2 * targets.shape[1] + 1 + 2 * PAD
-    labels = np.full((samples, width), blank, dtype=np.int64)
-    inside = np.arange(targets.shape[1]) < target_lengths[:, None]
-    labels[:, PAD + 1:PAD + 1 + 2 * targets.shape[1]:2] = np.where(inside, targets, blank)
+    longest = targets.shape[1]
+    labels = np.full((samples, 2 * longest + 1 + 2 * PAD), blank, dtype=np.int64)
+    if samples and target_lengths.min() < longest:  # the padding of shorter targets: blanks
+        targets = np.where(np.arange(longest) < target_lengths[:, None], targets, blank)
+    labels[:, PAD + 1:PAD + 1 + 2 * longest:2] = targets
     a["log_probs"] = log_probs
     a["labels"] = labels
     a["target_lengths"] = target_lengths
@@ -103,6 +104,10 @@ SPEC = Loss(
         "An impossible alignment gives an infinite loss and a nan gradient for t < input_length, as torch; "
         "zero_infinity=True makes both zero.",
         "Labels out of range or equal to blank raise ValueError (torch reads memory out of bounds).",
+        "Only the states an alignment can pass through are computed (at step t, extended labels s up to 2t + 1 "
+        "and enough steps left to finish the target): a nan in log_probs where no alignment passes leaves "
+        "the loss and the other gradient elements unchanged. torch computes every state from t = 1 on, and "
+        "its loss is nan for such a nan at any t from 1 on.",
         "At a log_probs element of -inf (a zero probability) torch's gradient is nan (it computes "
         "exp(lp) - exp(... - lp)); losscc returns the limit, 0. Every other element is torch's.",
     ),

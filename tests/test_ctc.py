@@ -144,6 +144,33 @@ def test_zero_probabilities_and_nan(rng):
     np.testing.assert_array_equal(np.isnan(value), np.isnan(want))
 
 
+def test_nan_where_no_alignment_passes(rng):
+    """The sweeps cover only the states an alignment can pass through: a nan elsewhere (a label
+    too far along the target for its step, or too early to finish it) changes neither the loss
+    nor any other gradient element, with either gradient convention."""
+    assert support.note_mentions(SPEC, "nan", "no alignment passes")
+    steps, longest = 12, 4
+    log_probs, targets, input_lengths, target_lengths = sample(rng, steps=steps, longest=longest)
+    targets[0] = [1, 2, 3, 4]
+    target_lengths[0], input_lengths[0] = longest, steps
+    clean_value, (clean_exact, *_) = G.ctc_loss_value_and_grad(
+        log_probs, targets, input_lengths, target_lengths, reduction="none", exact_gradient=True)
+    _, (clean_grad, *_) = G.ctc_loss_value_and_grad(log_probs, targets, input_lengths, target_lengths, reduction="none")
+    # label 4 (extended state 7) at t = 1, t = 2 (states <= 2t + 1 are reachable); label 1 (state 1)
+    # at the last two steps (an alignment there cannot reach the end of the target)
+    for t, label in ((0, 3), (1, 4), (2, 4), (steps - 1, 1), (steps - 2, 1)):
+        poisoned = log_probs.copy()
+        poisoned[t, 0, label] = np.nan
+        value, (exact, *_) = G.ctc_loss_value_and_grad(
+            poisoned, targets, input_lengths, target_lengths, reduction="none", exact_gradient=True)
+        _, (grad, *_) = G.ctc_loss_value_and_grad(poisoned, targets, input_lengths, target_lengths, reduction="none")
+        np.testing.assert_array_equal(value, clean_value)
+        np.testing.assert_array_equal(exact, clean_exact)  # the nan element's exact gradient is 0, as before
+        others = ~np.isnan(poisoned)
+        np.testing.assert_array_equal(grad[others], clean_grad[others])
+        assert np.isnan(grad[t, 0, label])  # torch's convention: exp(nan) at the element itself
+
+
 def test_float32_is_closer_to_float64_than_torchs_float32(rng):
     """Accumulated in float64: our float32 gradient is within float32 rounding of torch's float64."""
     log_probs, targets, input_lengths, target_lengths = sample(rng, steps=60, longest=20, classes=8)
