@@ -33,7 +33,7 @@ import generated
 from compiler.lang import ClassTarget, Loss, Tensor
 from compiler.load import load_spec
 from compiler.printer import SpecError
-from compiler.warm import FEATURE_KINDS, KINDS_WITH_EXAMPLES, example_call
+from compiler.warm import FEATURE_KINDS, example_call, has_examples, tiny_shapes
 
 from .startup import measure_startup
 
@@ -42,6 +42,8 @@ THREADS = 2
 ELEMENTWISE_SIZES = ("1e4", "1e6", "1e7")
 ROW_SIZES = ("4096x1000", "65536x32", "512x32000")  # (N, C): many classes, few classes, huge vocabulary
 PAIR_SIZES = ("65536x128", "4096x1000")  # (N, D): embeddings of metric learning, few long rows
+# losses with their own example inputs (Loss.example): ctc (T, N, C, S), soft_dtw (N, T, U, D)
+EXAMPLE_SIZES = {"ctc_loss": ("200x32x30x50", "50x16x20x30"), "soft_dtw": ("64x64x64x8",)}
 QUICK_LOSSES = ("mse_loss", "binary_cross_entropy_with_logits", "cross_entropy")
 QUICK_SIZES = ("1e6", "1e7", "4096x1000")  # 1e7: where out= meets the roofline
 MIN_SAMPLE_S = 2e-3  # a sample repeats a fast call until it lasts this long: the timer's noise stays small
@@ -321,9 +323,13 @@ def chart(results: list[Result], path: Path) -> None:
 def sizes_of(spec: Loss, given: str | None) -> list[str]:
     """The sizes a loss runs at: its kind's defaults, or the given ones of its form (NxC or NxD
     for class-axis and pair losses, a count of elements otherwise)."""
+    if spec.example is not None:  # sizes with as many parts as the spec's own example shapes
+        defaults = EXAMPLE_SIZES.get(spec.name, ())
+        parts = {len(size.split("x")) for size in defaults}
+        return [size for size in given.split(",") if len(size.split("x")) in parts] if given else list(defaults)
     rows = spec.kind == "row" or spec.kind in FEATURE_KINDS
     if given:
-        return [size for size in given.split(",") if ("x" in size) == rows]
+        return [size for size in given.split(",") if len(size.split("x")) == (2 if rows else 1)]
     return list(ROW_SIZES if spec.kind == "row" else PAIR_SIZES if spec.kind in FEATURE_KINDS else ELEMENTWISE_SIZES)
 
 
@@ -336,8 +342,10 @@ def load_benchmarked_specs(names: list[str]) -> tuple[dict[str, Loss], dict[str,
         except SpecError as error:
             skipped[name] = str(error)
             continue
-        if spec.kind not in KINDS_WITH_EXAMPLES:
-            skipped[name] = f"no benchmark inputs for kind {spec.kind!r}"
+        if not has_examples(spec):
+            skipped[name] = f"no benchmark inputs for kind {spec.kind!r} (see Loss.example)"
+        elif spec.torch_name == "none":
+            skipped[name] = "no torch counterpart to compare with"
         else:
             specs[name] = spec
     return specs, skipped
@@ -397,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     startup = None
     if not args.no_startup and specs:
         name, spec = next(iter(specs.items()))
-        positional, keywords = example_call(spec, (1000,) if spec.kind == "elementwise" else (4, 8), np.dtype(np.float32),
+        shape = (1000,) if spec.kind == "elementwise" else tiny_shapes(spec)[0] if spec.example else (4, 8)
+        positional, keywords = example_call(spec, shape, np.dtype(np.float32),
                                             np.random.default_rng(0))
         startup = measure_startup(name, positional, keywords)
     print(table(results))

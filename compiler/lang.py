@@ -255,6 +255,9 @@ class Loss:
     recurrence: Optional["Recurrence"] = None
     # kind='pair': the Int parameter naming the feature axis (cosine_similarity's dim); '' = the last
     feature_dim: str = ""
+    # valid inputs of a given size for the benchmarks and `losscc warm`, where the arguments must
+    # agree with each other (recurrences): example(shape, dtype, rng) -> (positional, keywords)
+    example: Optional[Callable[[tuple[int, ...], Any, Any], tuple[list[Any], dict[str, Any]]]] = None
 
 
 # The class axis of row losses: specs sum over CLASS from 0 to CLASSES - 1.

@@ -95,6 +95,9 @@ def example_call(spec: Loss, input_shape: tuple[int, ...], dtype: Any, rng: np.r
     """(positional, keywords) of a valid call: the required arrays in signature order, shaped by
     ``input_shape`` ((n,) elementwise; (N, C) or (N, C, d...) for row losses; (N, D) or (D) for
     pair and chain losses, features last), then the variant."""
+    if spec.example is not None:  # arguments that must agree with each other: the spec makes them
+        arrays, given = spec.example(input_shape, dtype, rng)
+        return arrays, dict(given, **dict(variant.keywords))
     if spec.kind in FEATURE_KINDS:
         return _feature_call(spec, input_shape, dtype, rng, variant)
     axis = class_axis(spec, input_shape)
@@ -124,12 +127,18 @@ def _feature_call(spec: Loss, input_shape: tuple[int, ...], dtype: Any, rng: np.
     return positional, dict(variant.keywords)
 
 
+def has_examples(spec: Loss) -> bool:
+    return spec.kind in KINDS_WITH_EXAMPLES or spec.example is not None
+
+
 def tiny_shapes(spec: Loss) -> tuple[tuple[int, ...], ...]:
     """Input shapes reaching every row layout: contiguous rows (N, C) and strided rows (N, C, D)."""
     if spec.kind == "row":
         return ((2, 3), (2, 3, 2)) if spec.class_axis == 1 else ((2, 3),)
     if spec.kind in FEATURE_KINDS:
         return ((2, 3),)
+    if spec.kind == "recurrence":  # ctc (T, N, C, S), soft_dtw (N, T, U, D)
+        return ((6, 2, 4, 2),)
     return ((3,),)
 
 
@@ -178,8 +187,8 @@ def warm(package_dir: Path, specs_dir: Path) -> WarmReport:
         except SpecError as error:
             report.skipped[name] = str(error)
             continue
-        if spec.kind not in KINDS_WITH_EXAMPLES:
-            report.skipped[name] = f"no example inputs for kind {spec.kind!r}"
+        if not has_examples(spec):
+            report.skipped[name] = f"no example inputs for kind {spec.kind!r} (see Loss.example)"
             continue
         started = time.perf_counter()
         with warnings.catch_warnings():

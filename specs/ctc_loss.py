@@ -76,6 +76,18 @@ def prepare(a):
     a.extent(input_lengths, 2 * target_lengths + 1)
 
 
+def example(shape, dtype, rng):
+    """Benchmark inputs of shape (T, N, C, S): log_softmax of random logits, N padded targets of
+    S labels (never blank), every input and target used in full."""
+    import numpy as np
+
+    steps, samples, classes, longest = shape
+    logits = rng.standard_normal((steps, samples, classes))
+    log_probs = logits - np.log(np.sum(np.exp(logits), axis=-1, keepdims=True))
+    targets = rng.integers(1, classes, size=(samples, longest))
+    return [log_probs.astype(dtype), targets, np.full(samples, steps), np.full(samples, longest)], {}
+
+
 SPEC = Loss(
     name="ctc_loss",
     kind="recurrence",
@@ -96,6 +108,7 @@ SPEC = Loss(
     recurrence=RECURRENCE,
     prepare=prepare,
     test_options=({"blank": 3},),  # a blank other than 0: the registry suites sample labels around it
+    example=example,
     notes=(
         "'mean' divides each sample's loss by its target length (at least 1), then averages over the batch.",
         "torch's gradient (the default) is the exact gradient plus exp(log_probs) times grad_output at every "

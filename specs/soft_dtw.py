@@ -63,6 +63,13 @@ def prepare(a):
     a.extent(np.full(samples, x.shape[1]), np.full(samples, y.shape[1]))
 
 
+def example(shape, dtype, rng):
+    """Benchmark inputs of shape (N, T, U, D): N pairs of sequences of T and U steps, D features."""
+    samples, steps, other, features = shape
+    return [rng.standard_normal((samples, steps, features)).astype(dtype),
+            rng.standard_normal((samples, other, features)).astype(dtype)], {}
+
+
 SPEC = Loss(
     name="soft_dtw",
     kind="recurrence",
@@ -77,6 +84,7 @@ SPEC = Loss(
     recurrence=RECURRENCE,
     prepare=prepare,
     torch_name="none",  # no torch counterpart
+    example=example,
     notes=(
         "No torch counterpart: tested against a plain NumPy implementation of the recurrence and "
         "finite differences.",

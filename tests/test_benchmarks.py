@@ -46,3 +46,20 @@ def test_pair_losses_run_at_rows_by_features(tmp_path: Path, loss: str) -> None:
     assert (case["loss"], case["size"], case["kind"]) == (loss, "64x8", "chain" if "distance_loss" in loss else "pair")
     assert case["agrees_with_torch"] is True
     assert case["seconds"]["losscc"] > 0 and case["seconds"]["torch_eager"] > 0
+
+
+def test_recurrence_losses_run_on_their_spec_examples(tmp_path: Path) -> None:
+    """ctc_loss's inputs come from its spec's example(): (T, N, C, S) sizes, agreeing with torch;
+    soft_dtw has no torch counterpart and is reported as skipped."""
+    report = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--losses", "ctc_loss,soft_dtw", "--sizes", "12x3x5x4,64x8",
+         "--dtypes", "float32", "--rounds", "2", "--no-compile", "--no-startup", "--json", str(report),
+         "--png", str(tmp_path / "c.png")],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=300,
+    )
+    data = json.loads(report.read_text())
+    (case,) = data["cases"]
+    assert (case["loss"], case["size"], case["kind"]) == ("ctc_loss", "12x3x5x4", "recurrence")
+    assert case["agrees_with_torch"] is True
+    assert "soft_dtw" in data["skipped_losses"], result.stdout
