@@ -270,6 +270,11 @@ class _RowLowering:
         # row-level sums (no nested loop): statement name -> (loop index, term)
         self.terms: dict[str, tuple[sympy.Symbol, sympy.Expr]] = {}
 
+    @property
+    def precision_array(self) -> str:
+        """The kernel array whose dtype the row's exponentials (and their caches) are computed in."""
+        return f"{self.variant.arrays[0]}_a"
+
     def fresh(self, prefix: str) -> sympy.Symbol:
         self.counter += 1
         return sympy.Symbol(f"_{prefix}{self.counter}", real=True)
@@ -337,7 +342,7 @@ class _RowLowering:
             cache = f"_cache{len(caches)}"
             # an exponential is computed in the data's precision (see code()): a float32 cache
             # then holds it exactly, and float32 stores are what lets its loop vectorize 8 wide
-            caches.append((cache, f"{self.variant.arrays[0]}_a" if isinstance(term, sympy.exp) else ""))
+            caches.append((cache, self.precision_array if isinstance(term, sympy.exp) else ""))
             exprs = [e.xreplace({at_k: sympy.IndexedBase(cache, real=True)[self.k]}) for e in exprs]
             row_stmts[position] = replace(stmt, cache=cache)
         return exprs, tuple(caches)
@@ -386,7 +391,7 @@ class _RowLowering:
         # exp in the data's precision: float32 rows get float32 exponentials (softmax terms, whose
         # argument x - max torch rounds to float32 as well): 3x cheaper than float64 ones alone,
         # 13% on cross_entropy (4096, 1000) single-threaded, where loads and the loops cost the rest
-        return to_code(expr, like=f"{self.variant.arrays[0]}_a")
+        return to_code(expr, like=self.precision_array)
 
     def body(self, with_loss: bool, with_gradients: bool) -> RowBody:
         exprs: list[sympy.Expr] = [self.variant.loss] if with_loss else []
