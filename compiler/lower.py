@@ -82,8 +82,11 @@ def body(variant: Variant, with_loss: bool, with_gradients: bool) -> Body:
     names = [name for name, _ in variant.gradients] if with_gradients else []
     expressions += [grad for _, grad in variant.gradients] if with_gradients else []
     shared = share(expressions)
-    temporaries = tuple((str(symbol), to_code(expr)) for symbol, expr in shared.temporaries)
-    outputs = [to_code(expr) for expr in shared.outputs]
+    # every array of an elementwise kernel has the result dtype (rt.promote): the first one says
+    # in which precision exp and log run
+    like = f"{variant.arrays[0]}_a"
+    temporaries = tuple((str(symbol), to_code(expr, like)) for symbol, expr in shared.temporaries)
+    outputs = [to_code(expr, like) for expr in shared.outputs]
     loss = outputs.pop(0) if with_loss else ""
     return Body(temporaries, loss, tuple(zip(names, outputs)))
 

@@ -8,6 +8,7 @@ Every primitive is tested against its plain rewrite in ``tests/test_primitives.p
 """
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,27 @@ class NumbaHelper:
     name: str
     params: tuple[str, ...]
     body: str  # Python source of the function body, indented by four spaces
+
+    @property
+    def transcendental(self) -> bool:
+        """Whether the body calls the runtime's exp, log, log1p or log_of_unit: such a helper also has a twin
+        in the data's precision, ``NAME_as(..., like)`` (see the runtime's ``exp_as``)."""
+        return bool(_TRANSCENDENTAL_CALL.search(self.body))
+
+    @property
+    def body_as(self) -> str:
+        """The body with each ``fast_f(x)`` (or ``log_of_unit(x)``) written ``f_as(x, like)``."""
+        body = self.body
+        while match := _TRANSCENDENTAL_CALL.search(body):
+            depth, end = 1, match.end()
+            while depth:  # to the parenthesis that closes the call
+                depth += {"(": 1, ")": -1}.get(body[end], 0)
+                end += 1
+            body = f"{body[:match.start()]}{match.group(1)}_as({body[match.end():end - 1]}, like){body[end:]}"
+        return body
+
+
+_TRANSCENDENTAL_CALL = re.compile(r"(?<![\w.])(?:fast_)?(exp|log1p|log|log_of_unit)\(")
 
 
 class Primitive(sympy.Function):  # type: ignore[misc]
@@ -54,7 +76,8 @@ class softplus(Primitive):
     NUMBA = NumbaHelper(
         "softplus",
         ("z",),
-        "    return (z if z > 0.0 else 0.0) + fast_log1p(fast_exp(-abs(z)))\n",
+        # exp(-|z|) is in [0, 1]: log_of_unit needs no range reduction there (nan stays nan)
+        "    return (z if z > 0.0 else 0.0) + log_of_unit(fast_exp(-abs(z)))\n",
     )
     LATEX = r"\operatorname{{softplus}}\left({a0}\right)"
 

@@ -140,16 +140,32 @@ class KernelPrinter(PythonCodePrinter):  # type: ignore[misc]
 
 
 class PrecisionPrinter(KernelPrinter):
-    """exp in the precision of the kernel's data: ``rt.exp_as(x, like)`` computes a float32 exp
-    when the array ``like`` holds float32 (its result is then accurate to float32, the precision
-    of the output), the float64 one otherwise."""
+    """Transcendentals in the precision of the kernel's data: ``rt.exp_as(x, like)`` (also log,
+    log1p, and the primitives that call them, ``rt.NAME_as(..., like)``) computes in float32 when
+    the array ``like`` holds float32, in float64 otherwise. The argument is rounded to float32, as
+    torch rounds it computing in float32, and the result is accurate to float32, the precision of
+    the output; the arithmetic around it stays float64."""
 
     def __init__(self, like: str) -> None:
         super().__init__()
         self.like = like
+        self._in_precision = {p.__name__: p.NUMBA.name for p in PRIMITIVES if p.NUMBA.transcendental}
+
+    def _print_Function(self, expr: Any) -> str:
+        name = type(expr).__name__
+        if name in self._in_precision:
+            args = "".join(f"{self._print(a)}, " for a in expr.args)
+            return f"rt.{self._in_precision[name]}_as({args}{self.like})"
+        return str(super()._print_Function(expr))
 
     def _print_exp(self, expr: Any) -> str:
         return f"rt.exp_as({self._print(expr.args[0])}, {self.like})"
+
+    def _print_log(self, expr: Any) -> str:
+        return f"rt.log_as({self._print(expr.args[0])}, {self.like})"
+
+    def _print_log1p(self, expr: Any) -> str:
+        return f"rt.log1p_as({self._print(expr.args[0])}, {self.like})"
 
 
 _PRINTER = KernelPrinter()
@@ -157,5 +173,5 @@ _PRINTER = KernelPrinter()
 
 def to_code(expr: sympy.Expr, like: str = "") -> str:
     """The Numba source of one scalar expression; with ``like`` (the name of a kernel array),
-    exponentials are computed in that array's precision."""
+    exponentials and logarithms are computed in that array's precision."""
     return str((PrecisionPrinter(like) if like else _PRINTER).doprint(expr))

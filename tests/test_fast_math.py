@@ -149,3 +149,80 @@ def test_exp_as_follows_the_array_dtype():
     assert exp_like(x, np.zeros(1)) == rt.fast_exp(x)
     assert exp_like(x, np.zeros(1, np.float32)) == np.float64(rt.fast_exp32(np.float32(x)))
     assert exp_like(x, np.zeros(1, np.float32)) != exp_like(x, np.zeros(1))  # the float32 path ran
+
+
+# ---------------------------------------------------------------------------------------------
+# float32 log and log1p, used for float32 data (rt.log_as / rt.log1p_as)
+# ---------------------------------------------------------------------------------------------
+
+FLOAT32_LOGS = {
+    "fast_log32": (rt.fast_log32, np.log, lambda g: [
+        np.exp(g.uniform(-103.0, 88.7, 1_000_000)),  # the whole range, denormal inputs included
+        g.uniform(0.5, 2.0, 300_000),
+        g.uniform(1 - 1e-5, 1 + 1e-5, 100_000),
+        g.uniform(0.0, 1.0, 100_000) * np.finfo(np.float32).tiny,
+    ]),
+    "fast_log1p32": (rt.fast_log1p32, np.log1p, lambda g: [
+        g.uniform(-1e-6, 1e-6, 100_000),
+        g.uniform(-0.999, 3.0, 1_000_000),
+        -1.0 + np.exp(g.uniform(-16.0, -1.0, 100_000)),  # near -1
+        np.exp(g.uniform(1.0, 88.0, 100_000)),
+        np.exp(g.uniform(-100.0, -10.0, 100_000)) * g.choice([-1.0, 1.0], 100_000),
+        g.uniform(-0.45, -0.35, 100_000),  # around the switch between the two methods
+        g.uniform(0.95, 1.05, 100_000),
+    ]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT32_LOGS))
+def test_float32_logs_within_two_ulp_of_float32(name):
+    helper, exact_function, ranges = FLOAT32_LOGS[name]
+    values = np.concatenate(ranges(np.random.default_rng(3232))).astype(np.float32)
+    values = values[values > (0.0 if name == "fast_log32" else -1.0)]
+    got = np.empty_like(values)
+    _vectorized(helper)(values, got)
+    exact = exact_function(values.astype(np.float64))  # float64: exact at float32's scale
+    nonzero = exact != 0.0
+    worst = _float32_ulps(got[nonzero], exact[nonzero]).max()
+    assert worst <= 2.0, f"{name} is {worst:.3f} ulp from the float64 reference"
+    assert np.all(got[~nonzero] == 0.0)
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT32_LOGS))
+def test_float32_logs_special_values_as_libm(name):
+    helper, _, _ = FLOAT32_LOGS[name]
+    libm = np.log if name == "fast_log32" else np.log1p
+    f32 = np.finfo(np.float32)
+    values = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, f32.tiny, 1.0, -1.0, -2.0,
+                       f32.max, -f32.max], dtype=np.float32)
+    got = np.empty_like(values)
+    _vectorized(helper)(values, got)
+    with np.errstate(all="ignore"):
+        expected = libm(values)  # numpy's float32 log / log1p
+    for value, mine, theirs in zip(values, got, expected):
+        if np.isnan(theirs) or np.isinf(theirs) or theirs == 0.0:
+            assert mine == theirs or (np.isnan(mine) and np.isnan(theirs)), (value, mine, theirs)
+        else:
+            assert abs(float(mine) - float(theirs)) <= 2 * float(np.spacing(np.abs(theirs))), (value, mine, theirs)
+
+
+@pytest.mark.parametrize("name", ["exp_as", "log_as", "log1p_as", "log_of_unit_as"])
+def test_transcendentals_follow_the_array_dtype(name):
+    """float64 data: the float64 helper, bit for bit; float32 data: the float32 helper on the
+    argument rounded to float32."""
+    helper = getattr(rt, name)
+
+    @numba.njit(**FASTMATH)
+    def apply(x, like):
+        return helper(x, like)
+
+    float64_twin = {"exp_as": rt.fast_exp, "log_as": rt.fast_log, "log1p_as": rt.fast_log1p,
+                    "log_of_unit_as": rt.log_of_unit}[name]
+    float32_twin = {"exp_as": rt.fast_exp32, "log_as": rt.fast_log32, "log1p_as": rt.fast_log1p32,
+                    "log_of_unit_as": rt.log_of_unit32}[name]
+    for x in [0.1234567891234, 0.75, 3.3]:
+        if name == "log_of_unit_as" and x > 1.0:
+            continue
+        assert apply(x, np.zeros(1)) == float64_twin(x)
+        assert apply(x, np.zeros(1, np.float32)) == np.float64(float32_twin(np.float32(x)))
+        assert apply(x, np.zeros(1, np.float32)) != apply(x, np.zeros(1))  # the float32 path ran

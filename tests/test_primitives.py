@@ -155,6 +155,53 @@ def test_softplus_and_sigmoid_at_infinities_and_nan():
     assert math.isnan(rt.sigmoid(math.nan))
 
 
+# the primitives that call exp or log also exist in the data's precision, NAME_as(..., like)
+PRECISION_POINTS = {
+    "softplus": ([(z,) for z in Z + [-math.inf, math.inf, math.nan]], mp_softplus),
+    "sigmoid": ([(z,) for z in Z + [-math.inf, math.inf, math.nan]], mp_sigmoid),
+    "xlogy": ([(2.0, 3.0), (0.0, 0.0), (0.5, 1e-30), (1.0, 0.0), (-3.0, 7.5)],
+              lambda x, y: 0.0 if x == 0 else float(x * mpmath.log(y)) if y > 0 else -math.inf),
+    "bce_term": ([(0.3, 0.7), (0.01, 0.5), (0.999, 0.2), (0.0, 1.0), (1.0, 0.0)],
+                 lambda x, y: float(min(100, -mpmath.log(x) if x > 0 else 100) * y
+                                    + (1 - y) * min(100, -mpmath.log1p(-x) if x < 1 else 100))),
+    "logaddexp": ([(1.0, 2.0), (-30.0, 25.0), (-math.inf, 0.5), (math.inf, 1.0)],
+                  lambda x, y: float(mpmath.log(mpmath.exp(x) + mpmath.exp(y))) if math.isfinite(max(x, y)) else max(x, y)),
+    "logsumexp3": ([(1.0, 2.0, -3.0), (-30.0, 25.0, 24.0), (-math.inf, -math.inf, 0.5)],
+                   lambda x, y, w: float(mpmath.log(mpmath.exp(x) + mpmath.exp(y) + mpmath.exp(w)))),
+}
+
+
+def test_every_transcendental_primitive_has_a_precision_twin():
+    assert {p.NUMBA.name for p in P.PRIMITIVES if p.NUMBA.transcendental} == set(PRECISION_POINTS)
+
+
+@pytest.mark.parametrize("name", sorted(PRECISION_POINTS))
+def test_precision_twins(name):
+    """float64 data: the float64 helper bit for bit; float32 data: within 4 float32 ulp of the
+    exact value at float32 arguments (the kernels' float32 path), and the same inf and nan."""
+    import numba
+
+    rt = runtime()
+    points, exact = PRECISION_POINTS[name]
+    twin, plain = getattr(rt, f"{name}_as"), getattr(rt, name)
+    call = numba.njit({
+        1: lambda args, like: twin(args[0], like),
+        2: lambda args, like: twin(args[0], args[1], like),
+        3: lambda args, like: twin(args[0], args[1], args[2], like),
+    }[len(points[0])])
+    for args in points:
+        got64 = call(args, np.zeros(1))
+        assert got64 == plain(*args) or (math.isnan(got64) and math.isnan(plain(*args))), (name, args)
+        with np.errstate(over="ignore"):  # 1e300 rounds to inf in float32
+            rounded = tuple(float(np.float32(v)) for v in args)
+        got32, reference = call(rounded, np.zeros(1, np.float32)), exact(*rounded)
+        if math.isnan(reference) or math.isinf(reference) or reference == 0.0:
+            assert got32 == reference or (math.isnan(got32) and math.isnan(reference)), (name, args, got32)
+        else:
+            tolerance = 4 * float(np.spacing(np.float32(abs(reference))))
+            assert abs(got32 - reference) <= tolerance, (name, args, got32, reference)
+
+
 def test_xlogy_helper():
     rt = runtime()
     assert rt.xlogy(0.0, 0.0) == 0.0
