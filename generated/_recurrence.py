@@ -46,6 +46,7 @@ class RecurrenceCall:
         self.steps = None
         self.states = None
         self.original_dtypes = {}
+        self.divisors = None  # of 'mean': computed once, for the value and for the gradient
 
     def __getitem__(self, name):
         return self.values[name]
@@ -106,7 +107,8 @@ class RecurrenceCall:
         if batched and targets.ndim == 2:
             if targets.shape[0] != samples:
                 raise rt.InvalidArgument("{} has {} rows for {} samples".format(name, targets.shape[0], samples))
-            self.require_at_most("target_lengths", lengths, targets.shape[1], "the padded length of " + name)
+            if longest > targets.shape[1]:  # (one reduction fewer per call than require_at_most's)
+                self.require_at_most("target_lengths", lengths, targets.shape[1], "the padded length of " + name)
             return np.ascontiguousarray(targets[:, :longest], dtype=np.int64)
         if targets.ndim != 1:
             raise rt.InvalidArgument("{} must be {}, got shape {}".format(
@@ -123,7 +125,10 @@ class RecurrenceCall:
 
     def require_labels(self, name, labels, lengths, classes, blank):
         """Every label within its sample's length is a class in [0, classes) and not the blank."""
-        if not labels.size or (labels.min() >= 0 and labels.max() < classes and not (labels == blank).any()):
+        if not labels.size:
+            return
+        low, high = labels.min(), labels.max()  # the blank is looked for only between them
+        if low >= 0 and high < classes and not (low <= blank <= high and (labels == blank).any()):
             return  # every label, padding included: no need to tell the padding apart
         inside = np.arange(labels.shape[1]) < lengths[:, None]
         for bad, why in (((labels < 0) | (labels >= classes), "is not a class in [0, {})".format(classes)),
@@ -197,9 +202,10 @@ class RecurrenceLoss:
 
     def divisors(self, call):
         """What 'mean' divides each sample's loss by before averaging."""
-        if not self.mean_length:
-            return np.ones(call.steps.shape[0])
-        return np.maximum(call[self.mean_length], self.mean_at_least).astype(np.float64)
+        if call.divisors is None:
+            call.divisors = (np.maximum(call[self.mean_length], self.mean_at_least).astype(np.float64)
+                             if self.mean_length else np.ones(call.steps.shape[0]))
+        return call.divisors
 
     def reduce(self, call, losses):
         if call.reduction == "none":
