@@ -10,13 +10,13 @@ import numpy as np
 from . import _runtime as rt
 
 
-# Below this many table cells (time steps times states, summed over the samples) a call runs on
-# one thread: ctc_loss at (T, N, C, S) = (50, 16, 20, 30), 48,800 cells, took 1.0 ms a call in
-# parallel interleaved with torch (0.64 ms alone, idle machine); with one core busy and OpenMP's
-# default (spinning) wait policy, 7.4 ms in parallel and 1.2 ms serially; with
-# OMP_WAIT_POLICY=PASSIVE (the benchmark suite's) and one core busy, about the same either way.
-# At (200, 32, 30, 50), 646,400 cells, parallel wins: 8.6 ms against 15.4 ms serially (one core busy).
-SERIAL_CELLS = 131072
+# Below this many table cells (time steps times states, summed over the samples; about 80 us of
+# work) a call runs on one thread: waking the pool costs more than it saves. Not much higher: at
+# (T, N, C, S) = (50, 16, 20, 30), 48,800 cells, the benchmark suite measured 1.21 ms a call
+# serially against 0.77 ms in parallel (interleaved with torch, OMP_WAIT_POLICY=PASSIVE, machine
+# idle). With one core busy and OpenMP's default (spinning) wait policy the serial call was the
+# faster, 1.2 ms against 7.4 ms: a busy neighbour delays the worker that shares its core.
+SERIAL_CELLS = 4096
 
 
 class Workspace(threading.local):
