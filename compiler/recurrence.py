@@ -382,7 +382,9 @@ def select_max_lse(exprs: list[sympy.Expr]) -> tuple[list[sympy.Expr], tuple[tup
     nan: the largest term's exponential is 0 at -inf and nan at +inf and nan. Each comparison
     keeps both of its operands (one as the larger, one as the smaller), so a nan is never lost.
     Returns the rewritten expressions and the code that computes, per node, the shift (_xN_s),
-    the sum of the exponentials (_xN_sum) and each term's exponential (_xN_eK)."""
+    the sum of the exponentials (_xN_sum), its log (_xN_lg) and each term's exponential (_xN_eK).
+    The exponentials and the log are rt.lse_exp and rt.lse_log: their arguments (at most 0; in
+    [1, n]) need fewer terms than fast_exp's and fast_log's."""
     nodes = sorted({n for e in exprs for n in e.atoms(*_OPAQUE)}, key=sympy.default_sort_key)
     code: list[tuple[str, str]] = []
     replaced = list(exprs)
@@ -405,7 +407,7 @@ def select_max_lse(exprs: list[sympy.Expr]) -> tuple[list[sympy.Expr], tuple[tup
         code.append((f"{x}_top", f"1.0 if ({hi} > -math.inf and {hi} < math.inf) else "
                                  f"(0.0 if {hi} == -math.inf else math.nan)"))
         for k in range(1, len(args)):
-            code.append((f"{x}_x{k}", f"rt.fast_exp({x}_l{k} - {x}_s)"))
+            code.append((f"{x}_x{k}", f"rt.lse_exp({x}_l{k} - {x}_s)"))  # a term minus the largest: <= 0
         # each term's exponential: back along the chain, the larger side inherits the top's
         larger = f"{x}_top"
         for k in range(len(args) - 1, 0, -1):
@@ -414,9 +416,11 @@ def select_max_lse(exprs: list[sympy.Expr]) -> tuple[list[sympy.Expr], tuple[tup
             larger = f"{x}_g{k}"
         code.append((f"{x}_e0", larger))
         code.append((f"{x}_sum", " + ".join([f"{x}_top"] + [f"{x}_x{k}" for k in range(1, len(args))])))
+        code.append((f"{x}_lg", f"rt.lse_log({x}_sum)"))  # the sum is in [1, n], 0 or nan
         shift, total = sympy.Symbol(f"{x}_s", real=True), sympy.Symbol(f"{x}_sum", positive=True)
+        log_total = sympy.Symbol(f"{x}_lg", real=True)
         term_exps = {sympy.exp(a - node): sympy.Symbol(f"{x}_e{k}", real=True) / total for k, a in enumerate(args)}
-        replaced = [e.xreplace(term_exps).xreplace({node: shift + sympy.log(total)}) for e in replaced]
+        replaced = [e.xreplace(term_exps).xreplace({node: shift + log_total}) for e in replaced]
     return replaced, tuple(code)
 
 

@@ -71,19 +71,21 @@ EXP_UNDERFLOW = -745.1332191019412  # below: exp(x) rounds to 0
 
 
 @numba.njit(**JIT_HELPER)
-def fast_exp(x):
+def exp_reduce(x):
+    """(k, r, c): exp(x) = 2**k exp(r) c, |r| <= 0.347, c = exp(-k ln2_lo) (x clamped to where
+    exp is neither 0 nor inf, which exp_scale handles)."""
     xc = x if x > -746.0 else -746.0
     xc = xc if xc < 710.0 else 710.0
     k = math.floor(xc * INV_LN2 + 0.5)
     r = xc - k * LN2_HI
     t = k * LN2_LO
-    correction = 1.0 - t + 0.5 * t * t  # exp(-k ln2_lo) to 3e-21
-    # Taylor series of exp(r), |r| <= 0.347, to degree 13 (truncation below 2**-60)
-    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.6666666666666666e-01 + r * (4.1666666666666664e-02 + r * (
-        8.3333333333333332e-03 + r * (1.3888888888888889e-03 + r * (1.9841269841269841e-04 + r * (
-            2.4801587301587302e-05 + r * (2.7557319223985893e-06 + r * (2.7557319223985888e-07 + r * (
-                2.5052108385441720e-08 + r * (2.0876756987868100e-09 + r * 1.6059043836821613e-10))))))))))))
-    scaled = p * correction
+    return k, r, 1.0 - t + 0.5 * t * t  # exp(-k ln2_lo) to 3e-21
+
+
+@numba.njit(**JIT_HELPER)
+def exp_scale(x, k, scaled):
+    """exp(x) from exp_reduce's k and scaled = exp(r) c: scaled * 2**k, with libm's inf, 0,
+    nan and denormal results."""
     ki = np.int64(k)
     bits = np.float64(scaled).view(np.int64)
     normal = np.int64(bits + (ki << 52)).view(np.float64)
@@ -97,6 +99,17 @@ def fast_exp(x):
     result = math.inf if x > EXP_OVERFLOW else result
     result = 0.0 if x < EXP_UNDERFLOW else result
     return x if x != x else result
+
+
+@numba.njit(**JIT_HELPER)
+def fast_exp(x):
+    k, r, correction = exp_reduce(x)
+    # Taylor series of exp(r), |r| <= 0.347, to degree 13 (truncation below 2**-60)
+    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.6666666666666666e-01 + r * (4.1666666666666664e-02 + r * (
+        8.3333333333333332e-03 + r * (1.3888888888888889e-03 + r * (1.9841269841269841e-04 + r * (
+            2.4801587301587302e-05 + r * (2.7557319223985893e-06 + r * (2.7557319223985888e-07 + r * (
+                2.5052108385441720e-08 + r * (2.0876756987868100e-09 + r * 1.6059043836821613e-10))))))))))))
+    return exp_scale(x, k, p * correction)
 
 
 # float32 exp for float32 data (twice the vector lanes of float64): Cody-Waite reduction by ln 2 in
@@ -203,6 +216,42 @@ def fast_log(x):
     """log(x), at most 2 ulp over the float64 range, libm's results for 0, inf, nan, negatives."""
     ef, f = log_parts(x)
     return log_special(x, ef * LN2_HI + (log_of_unit(f) + ef * LN2_LO))
+
+
+# The exponentials and the log of a log-sum-exp whose terms are shifted by the largest one
+# (recurrence kernels, 2 exps and 1 log per state: most of their time). Their arguments have a
+# narrower range than fast_exp's and fast_log's, and so need fewer terms: 12% less time for
+# ctc_loss, same accuracy (at most 2 ulp, tests/test_fast_math.py).
+# exp(r) = 1 + r + r**2 q(r) on |r| <= ln(2) / 2: q of degree 9, a Chebyshev fit (mpmath.chebyfit,
+# 50 digits) of (exp(r) - 1 - r) / r**2, 2**-55.8 from exp(r); fast_exp's Taylor series has degree 13
+LSE_EXP_Q = (0.5000000000000001, 0.16666666666666669, 0.041666666666624164, 0.008333333333330065,
+             0.0013888888917197209, 0.00019841269863040922, 2.4801521321606647e-05, 2.7557268479724004e-06,
+             2.7620076242527254e-07, 2.510037611136142e-08)
+
+
+@numba.njit(**JIT_HELPER)
+def lse_exp(x):
+    """exp(x) for x <= 0, -inf or nan (a term minus the largest term): fast_exp with a
+    polynomial of degree 11."""
+    k, r, correction = exp_reduce(x)
+    q0, q1, q2, q3, q4, q5, q6, q7, q8, q9 = LSE_EXP_Q
+    p = 1.0 + r * (1.0 + r * (q0 + r * (q1 + r * (q2 + r * (q3 + r * (q4 + r * (q5 + r * (q6 + r * (q7 + r * (
+        q8 + r * q9))))))))))  # Horner to the end: 1 + r rounded first lost an ulp
+    return exp_scale(x, k, p * correction)
+
+
+@numba.njit(**JIT_HELPER)
+def lse_log(x):
+    """log(x) for a sum of shifted exponentials, x in [1, 2**1023), 0 or nan: fast_log with 10
+    terms of log_of_unit's series, not 17 (after log_parts' reduction z = s**2 <= 0.0295: the
+    first term left out is below 2**-60 of the result)."""
+    ef, f = log_parts(x)
+    two_s = f * (2.0 / (2.0 + f))
+    z = 0.25 * two_s * two_s
+    series = two_s + two_s * z * 0.5 * (0.6666666666666666 + z * (0.4 + z * (0.2857142857142857 + z * (
+        0.2222222222222222 + z * (0.18181818181818182 + z * (0.15384615384615385 + z * (0.13333333333333333 + z * (
+            0.11764705882352941 + z * (0.10526315789473684 + z * 0.09523809523809523)))))))))
+    return log_special(x, ef * LN2_HI + (series + ef * LN2_LO))
 
 
 @numba.njit(**JIT_HELPER)

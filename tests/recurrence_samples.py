@@ -6,7 +6,7 @@ Shape families, as the registry suites name them: 'scalar' is one unbatched samp
 'matrix' and 'kdim' are batches with different layouts of the same data (concatenated targets,
 padded targets with list lengths, int32 arrays); 'empty' has no samples and 'empty2d' no time
 steps (torch rejects both for ctc); 'transposed' and 'strided' give non-contiguous inputs; 'big'
-is a larger batch for the thread tests."""
+is a batch above the size that runs on one thread (SERIAL_CELLS), for the thread tests."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -44,8 +44,8 @@ def _needed(labels: np.ndarray) -> int:
 def ctc_args(family: str, dtype: Any, rng: np.random.Generator, blank: int) -> dict[str, Any]:
     unbatched = family == "scalar"
     samples = {"scalar": 1, "vector": 3, "matrix": 4, "kdim": 5, "empty": 0, "empty2d": 3,
-               "transposed": 3, "strided": 3, "big": 64}[family]
-    steps = {"empty2d": 0, "big": 40}.get(family, 12)
+               "transposed": 3, "strided": 3, "big": 512}[family]
+    steps = {"empty2d": 0, "big": 200}.get(family, 12)
     longest = 4
     labels = np.array([c for c in range(CLASSES) if c != blank])
     target_lengths = rng.integers(0, longest + 1, samples)
@@ -78,8 +78,8 @@ def ctc_args(family: str, dtype: Any, rng: np.random.Generator, blank: int) -> d
 
 def soft_dtw_args(family: str, dtype: Any, rng: np.random.Generator) -> dict[str, Any]:
     samples = {"scalar": 1, "vector": 1, "matrix": 3, "kdim": 2, "empty": 0, "empty2d": 2,
-               "transposed": 3, "strided": 3, "big": 64}[family]
-    steps, other, features = (7, 5, 3) if family != "kdim" else (4, 9, 1)
+               "transposed": 3, "strided": 3, "big": 128}[family]
+    steps, other, features = {"kdim": (4, 9, 1), "big": (48, 32, 3)}.get(family, (7, 5, 3))
     x = rng.standard_normal((samples, steps, features)).astype(dtype)
     y = rng.standard_normal((samples, other, features)).astype(dtype)
     if family == "empty2d":

@@ -85,11 +85,15 @@ def test_within_two_ulp_over_the_float_range(name):
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_special_values_as_libm(name):
     fast, _, libm = FUNCTIONS[name]
-    got = np.empty_like(SPECIALS)
-    fast(SPECIALS, got)
+    _assert_special_values_as_libm(name, fast, libm, SPECIALS)
+
+
+def _assert_special_values_as_libm(name, fast, libm, specials):
+    got = np.empty_like(specials)
+    fast(specials, got)
     with np.errstate(all="ignore"):
-        expected = libm(SPECIALS)
-    for value, ours, theirs in zip(SPECIALS, got, expected):
+        expected = libm(specials)
+    for value, ours, theirs in zip(specials, got, expected):
         if math.isnan(theirs):
             assert math.isnan(ours), (name, value, ours)
         elif theirs == 0.0 or math.isinf(theirs) or abs(theirs) < 2.3e-308:
@@ -226,3 +230,51 @@ def test_transcendentals_follow_the_array_dtype(name):
         assert apply(x, np.zeros(1)) == float64_twin(x)
         assert apply(x, np.zeros(1, np.float32)) == np.float64(float32_twin(np.float32(x)))
         assert apply(x, np.zeros(1, np.float32)) != apply(x, np.zeros(1))  # the float32 path ran
+
+
+# ---------------------------------------------------------------------------------------------
+# the exp and log of a shifted log-sum-exp (recurrence kernels): narrower domains, fewer terms
+# ---------------------------------------------------------------------------------------------
+SHIFTED = {
+    "lse_exp": (_vectorized(rt.lse_exp), mpmath.exp, np.exp, [  # a term minus the largest: <= 0
+        rng.uniform(-745.2, -708.0, SAMPLES),  # denormal results
+        rng.uniform(-708.0, 0.0, SAMPLES),
+        rng.uniform(-1.0, 0.0, SAMPLES),
+        rng.uniform(-1e-8, 0.0, SAMPLES),
+        -np.exp(rng.uniform(-40.0, 3.0, SAMPLES)),
+        rng.uniform(-0.35, 0.0, SAMPLES),  # the reduced argument's whole range
+    ], [np.nan, -np.inf, 0.0, -0.0, -5e-324, -0.34657359027997264, -0.3465735902799727, -1.0, -745.13, -745.14]),
+    "lse_log": (_vectorized(rt.lse_log), mpmath.log, np.log, [  # 1 plus shifted exponentials: [1, n]
+        rng.uniform(1.0, 3.0, SAMPLES),
+        rng.uniform(1.0, 1.0 + 1e-6, SAMPLES),
+        rng.uniform(1.0, 64.0, SAMPLES),
+        rng.uniform(1.414, 1.4143, SAMPLES),  # around the reduction's switch
+        np.exp(rng.uniform(0.0, 709.0, SAMPLES)),
+    ], [np.nan, 0.0, 1.0, 1.4142135623730951, 2.0, 3.0, 1e308]),
+}
+
+
+def _worst_ulps(fast, exact, values):
+    got = np.empty_like(values)
+    fast(values, got)
+    reference = _reference(exact, values)
+    finite = np.isfinite(reference) & (reference != 0)
+    np.testing.assert_array_equal(got[~finite], reference[~finite])
+    return float((np.abs(got[finite] - reference[finite]) / np.spacing(np.abs(reference[finite]))).max())
+
+
+@pytest.mark.parametrize("name", sorted(SHIFTED))
+def test_shifted_lse_helpers_as_accurate_as_the_general_ones(name):
+    """On every range of its domain, no further from the 120-bit value than fast_exp / fast_log
+    (whose reduction they share; fast_exp itself is 2.57 ulp from exp at -179.60985286567018)."""
+    fast, exact, _, ranges, _ = SHIFTED[name]
+    general = FUNCTIONS["fast_exp" if name == "lse_exp" else "fast_log"][0]
+    for values in ranges:
+        ours, theirs = _worst_ulps(fast, exact, values), _worst_ulps(general, exact, values)
+        assert ours <= max(theirs, 2.0), f"{name}: {ours} ulp, the general helper {theirs} ulp"
+
+
+@pytest.mark.parametrize("name", sorted(SHIFTED))
+def test_shifted_lse_helpers_special_values_as_libm(name):
+    fast, _, libm, _, specials = SHIFTED[name]
+    _assert_special_values_as_libm(name, fast, libm, np.array(specials))

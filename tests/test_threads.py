@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import support
+from generated import _runtime as rt
 from support import LOSSES, make_args, run_ours, run_torch
 
 
@@ -61,6 +62,21 @@ def test_threads_do_not_change_results(loaded, dtype, reduction, all_threads, rn
     theirs = run_torch(spec, args, grad_output=lambda v: np.ones(v.shape, v.dtype))
     support.assert_close(many.value[0], theirs.value, dtype, f"{spec.name} {reduction} on {all_threads} threads",
                          support.overflow_mask(spec, theirs.value, many.value[0]))
+
+
+@pytest.mark.parametrize("loaded", [loaded for loaded in LOSSES if support.kind(loaded.spec) == "recurrence"],
+                         ids=support.loss_id)
+def test_recurrences_run_small_batches_on_one_thread_and_big_ones_in_parallel(loaded, all_threads, monkeypatch, rng):
+    """The test above compares thread counts only if its batch takes the parallel path."""
+    chunks = []
+    run = rt.run
+    monkeypatch.setattr(rt, "run", lambda kernel, nchunks, *args: chunks.append(nchunks) or run(kernel, nchunks, *args))
+    for family, expected in (("matrix", 1), ("big", 2)):
+        chunks.clear()
+        args = make_args(loaded.spec, {}, family, np.float64, rng, "sum")
+        assert run_ours(loaded.spec, args, "_value_and_grad").error is None
+        assert chunks == [expected], family
+        assert numba.get_num_threads() == all_threads
 
 
 @pytest.mark.parametrize("loaded", [loaded for loaded in LOSSES if support.kind(loaded.spec) in ("elementwise", "row")],
