@@ -556,6 +556,24 @@ def xlogy_as(a, b, like):
     return a * log_as(b, like)
 
 
+# LLVM guards each vectorized loop that stores with a runtime check that the stores cannot overlap
+# the loads, and runs the loop scalar where the check fails: also where an input merely starts less
+# than 256 bytes (vector width x unroll) before an output, which a small array allocated just
+# before one does. The scalar loop adds the loss in another order, so the last bit of a sum
+# depended on where malloc had put the arrays. The kernels' outputs start 512 bytes into an
+# allocation of their own, past any other array.
+OUTPUT_LEAD_BYTES = 512
+
+
+def kernel_output(shape, dtype):
+    """np.empty(shape, dtype) for a kernel to write: C-contiguous, never preceded closely by
+    another array."""
+    dtype = np.dtype(dtype)
+    lead = OUTPUT_LEAD_BYTES // dtype.itemsize
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    return np.empty(lead + math.prod(shape), dtype=dtype)[lead:].reshape(shape)
+
+
 def chunk_count(n):
     return max(1, min(MAX_CHUNKS, n // CHUNK_ELEMENTS))
 
@@ -1027,7 +1045,7 @@ class ElementwiseLoss:
         nchunks = chunk_count(n)
         partials = np.zeros(nchunks, dtype=np.float64)
         if call.reduction == "none":
-            out = np.empty(n, dtype=dtype)
+            out = kernel_output(n, dtype)
             run(forward, nchunks, *flat, *self.scalars(call), out, partials, nchunks, True)
             return self.in_result_dtype(call, out.reshape(call.shape))
         run(forward, nchunks, *flat, *self.scalars(call), partials[:0].astype(dtype), partials, nchunks, False)
@@ -1056,7 +1074,7 @@ class ElementwiseLoss:
             go = np.zeros(0, dtype=dtype)
             scale = float(grad_output.reshape(-1)[0]) * self.coefficient(call)
             use_array = False
-        grads = [np.empty(n, dtype=dtype) for _ in self.differentiable]
+        grads = [kernel_output(n, dtype) for _ in self.differentiable]
         partials = np.zeros(nchunks, dtype=np.float64)
         run(fused, nchunks, *flat, *self.scalars(call), go, scale, use_array, go[:0], partials, nchunks, False, *grads)
         return self.shape_grads(call, grads, dtype)
@@ -1072,7 +1090,7 @@ class ElementwiseLoss:
         partials = np.zeros(nchunks, dtype=np.float64)
         grads = [self.gradient_buffer(given.get(name), call.shape, dtype).reshape(-1) for name in self.differentiable]
         if call.reduction == "none":
-            out = np.empty(n, dtype=dtype)
+            out = kernel_output(n, dtype)
             run(fused, nchunks, *flat, *self.scalars(call), out[:0], 1.0, False, out, partials, nchunks, True, *grads)
             value = out.reshape(call.shape)
         else:
@@ -1128,7 +1146,7 @@ class ElementwiseLoss:
         (same shape and dtype: no copy, no fresh pages), else a fresh one."""
         if target is not None and target.shape == tuple(shape) and target.dtype == dtype:
             return target.reshape(shape)
-        return np.empty(shape, dtype=dtype)
+        return kernel_output(shape, dtype)
 
     def shape_grads(self, call, grads, dtype):
         by_name = dict(zip(self.differentiable, grads))
@@ -1262,7 +1280,7 @@ class RowLoss(ElementwiseLoss):
         partials = np.zeros(nchunks, dtype=np.float64)
         out_shape = arrays[0].shape[:1] if arrays[0].ndim == 2 else (arrays[0].shape[0], arrays[0].shape[2])
         if call.reduction == "none":
-            out = np.empty(out_shape, dtype=dtype)
+            out = kernel_output(out_shape, dtype)
             run(forward, nchunks, *arrays, *scalars, ignore, out, partials, nchunks, True)
             return out.reshape(shape)
         run(forward, nchunks, *arrays, *scalars, ignore, np.empty((1,) * len(out_shape), dtype=dtype), partials, nchunks, False)
@@ -1276,7 +1294,7 @@ class RowLoss(ElementwiseLoss):
         grads = [self.gradient_buffer(given.get(name), input_shape, dtype).reshape(arrays[0].shape)
                  for name in differentiable]
         out_shape = arrays[0].shape[:1] if arrays[0].ndim == 2 else (arrays[0].shape[0], arrays[0].shape[2])
-        out = np.empty(out_shape, dtype=dtype)
+        out = kernel_output(out_shape, dtype)
         store = call.reduction == "none"
         one = np.ones((1,) * len(out_shape), dtype=dtype)
         if grad_output is None:  # value_and_grad: grad_output = 1

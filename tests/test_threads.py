@@ -96,3 +96,28 @@ def test_small_calls_run_on_one_thread_and_restore_the_thread_count(loaded, all_
     bad = dict(args, reduction="no such reduction")
     assert run_ours(spec, bad, "_value_and_grad").error is not None
     assert numba.get_num_threads() == all_threads
+
+
+def _lead_bytes(array):
+    """Bytes of the array's own allocation that come before its first element."""
+    root = array
+    while root.base is not None:
+        root = root.base
+    return array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+
+
+@pytest.mark.parametrize("loaded", [loaded for loaded in LOSSES if support.kind(loaded.spec) in ("elementwise", "row")],
+                         ids=support.loss_id)
+def test_kernel_outputs_start_past_any_other_array(loaded, rng):
+    """LLVM runs a vectorized loop scalar where an input starts less than 256 bytes before the
+    array it stores to, and the scalar loop adds the loss in another order (observed: the last
+    bit of small sums depended on where malloc had put a fresh gradient). Every gradient and
+    per-element loss a kernel writes is allocated with 512 bytes of its own ahead of it."""
+    args = make_args(loaded.spec, {}, "matrix", np.float64, rng, "none")
+    outcome = run_ours(loaded.spec, args, "_value_and_grad")
+    assert outcome.error is None, outcome.error
+    value, grads = outcome.value
+    written = [g for g in grads if g is not None] + ([value] if np.ndim(value) else [])
+    assert written
+    for array in written:
+        assert _lead_bytes(array) >= rt.OUTPUT_LEAD_BYTES, loaded.spec.name
