@@ -33,8 +33,8 @@ class NumbaHelper:
 
     @property
     def transcendental(self) -> bool:
-        """Whether the body calls the runtime's exp, log, log1p or log_of_unit: such a helper also has a twin
-        in the data's precision, ``NAME_as(..., like)`` (see the runtime's ``exp_as``)."""
+        """Whether the body calls the runtime's exp, log, log1p or log_of_unit: such a helper
+        also has a twin in the data's precision, ``NAME_as(..., like)`` (see ``exp_as``)."""
         return bool(_TRANSCENDENTAL_CALL.search(self.body))
 
     @property
