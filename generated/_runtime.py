@@ -16,9 +16,10 @@ import numpy as np
 def _prefer_512_bit_vectors():
     """On AVX-512 machines LLVM's default tuning keeps loops at 256-bit vectors; the kernels'
     float32 exp/log loops run 1.6x faster at 512 bits (the fused bce_with_logits kernel, 1e6
-    float32, one thread: 6.6 -> 4.0 ms). Numba takes the CPU features once, when it first compiles in the process, so
-    this applies only if losscc is imported before other Numba code compiles, and it then applies
-    to that code too. Left alone when NUMBA_CPU_FEATURES is set; LOSSCC_VECTOR_BITS=256 opts out."""
+    float32, one thread: 6.6 -> 4.0 ms). Numba takes the CPU features once, when it first
+    compiles in the process, so this applies only if losscc is imported before other Numba code
+    compiles, and it then applies to that code too. Left alone when NUMBA_CPU_FEATURES is set;
+    LOSSCC_VECTOR_BITS=256 opts out."""
     if numba.core.config.CPU_FEATURES is not None or os.environ.get("LOSSCC_VECTOR_BITS") == "256":
         return
     features = llvmlite.binding.get_host_cpu_features().flatten()
