@@ -147,17 +147,6 @@ def test_fast_exp32_special_values_as_libm():
             assert _float32_ulps(np.array([mine]), np.array([correct]))[0] <= 2.0, (value, mine, correct)
 
 
-def test_exp_as_follows_the_array_dtype():
-    @numba.njit(**FASTMATH)
-    def exp_like(x, like):
-        return rt.exp_as(x, like)
-
-    x = 0.1234567891234
-    assert exp_like(x, np.zeros(1)) == rt.fast_exp(x)
-    assert exp_like(x, np.zeros(1, np.float32)) == np.float64(rt.fast_exp32(np.float32(x)))
-    assert exp_like(x, np.zeros(1, np.float32)) != exp_like(x, np.zeros(1))  # the float32 path ran
-
-
 # ---------------------------------------------------------------------------------------------
 # float32 log and log1p, used for float32 data (rt.log_as / rt.log1p_as)
 # ---------------------------------------------------------------------------------------------
