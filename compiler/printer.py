@@ -32,6 +32,12 @@ KNOWN_FUNCTIONS: dict[Any, str] = {
 }
 
 
+class shifted_exp(sympy.Function):  # type: ignore[misc]
+    """exp(b - max b): a log-sum-exp's term shifted by the maximum of its exponents, so that its
+    argument is <= 0 (or nan). Made by the row lowering after differentiation; printed as the
+    runtime's exp for such arguments."""
+
+
 class KernelPrinter(PythonCodePrinter):  # type: ignore[misc]
     """Prints scalar float64 expressions; every name it emits is a local of the kernel loop or
     a helper of the generated runtime (imported as ``rt``)."""
@@ -52,6 +58,9 @@ class KernelPrinter(PythonCodePrinter):  # type: ignore[misc]
 
     # PythonCodePrinter has its own printers for these; route them through the one table
     _print_exp = _print_log = _print_Abs = _print_log1p = _print_Function
+
+    def _print_shifted_exp(self, expr: Any) -> str:
+        return f"rt.fast_exp({self._print(expr.args[0])})"
     _print_sin = _print_cos = _print_tan = _print_Function
     _print_sinh = _print_cosh = _print_tanh = _print_atan = _print_Function
     _print_erf = _print_erfc = _print_Function
@@ -160,6 +169,9 @@ class PrecisionPrinter(KernelPrinter):
 
     def _print_exp(self, expr: Any) -> str:
         return f"rt.exp_as({self._print(expr.args[0])}, {self.like})"
+
+    def _print_shifted_exp(self, expr: Any) -> str:
+        return f"rt.shifted_exp_as({self._print(expr.args[0])}, {self.like})"
 
     def _print_log(self, expr: Any) -> str:
         return f"rt.log_as({self._print(expr.args[0])}, {self.like})"

@@ -143,8 +143,35 @@ def fast_exp32(x):
     return x if x != x else result
 
 
+# A log-sum-exp's terms once shifted by their maximum: exp(x) for x <= 0 (or nan). No overflow
+# and no denormal results to handle: what is below float32's smallest normal (x < -87.3) is 0,
+# at least 2**-126 of the maximum's term, which is 1. The float32 version has 19 vector
+# operations where fast_exp32 has 31, and equals it wherever its result is normal.
+@numba.njit(fastmath={"contract"}, error_model="numpy", cache=True)
+def shifted_exp32(x):
+    xc = max(x, F32(-88.0))  # 2**k below stays a float32 for k >= -127 (0 at k = -127)
+    k = np.floor(xc * EXPF_INV_LN2 + F32(0.5))
+    r = xc - k * EXPF_LN2_HI - k * EXPF_LN2_LO
+    p0, p1, p2, p3, p4, p5 = EXPF_P
+    p = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * r * r + r + F32(1.0)
+    result = p * np.int32((np.int32(k) + 127) << 23).view(np.float32)
+    return x if x != x else result
+
+
 def _holds_float32(like):
     return isinstance(like, numba.types.Array) and like.dtype == numba.types.float32
+
+
+def shifted_exp_as(x, like):
+    """exp(x) for x <= 0 (a shifted log-sum-exp term) in the precision of the array ``like``."""
+    return math.exp(x)
+
+
+@numba.extending.overload(shifted_exp_as, jit_options=JIT_HELPER)
+def _shifted_exp_as(x, like):
+    if _holds_float32(like):
+        return lambda x, like: np.float64(shifted_exp32(np.float32(x)))
+    return lambda x, like: fast_exp(x)
 
 
 def neg_inf_like(like):
@@ -157,6 +184,39 @@ def _neg_inf_like(like):
     if _holds_float32(like):
         return lambda like: np.float32(-np.inf)
     return lambda like: -math.inf
+
+
+def row_max(row):
+    """The largest element of a 1-d float array (-inf when empty): a log-sum-exp's shift. A nan
+    with the sign bit clear is the largest element, one with it set the smallest; either way the
+    sum of exp(x - max) then carries the nan, as in torch."""
+    return max(row) if len(row) else -math.inf
+
+
+# Floats compared as integers: flipping the 31 (63) low bits of negative floats orders their
+# bits as the floats themselves. The float comparison's select chain stays scalar (LLVM keeps
+# its order for nan); the integer maximum vectorizes: 3.2x faster over rows of 1000 float32 and
+# 1.7x over rows of 32 (4M elements, one thread, measured).
+@numba.extending.overload(row_max, jit_options=JIT_HELPER)
+def _row_max(row):
+    if _holds_float32(row):
+        def row_max32(row):
+            best = np.int32(-2139095041)  # the key of -inf
+            for c in range(row.shape[0]):
+                bits = np.float32(row[c]).view(np.int32)
+                key = np.int32(bits ^ ((bits >> np.int32(31)) & np.int32(0x7FFFFFFF)))
+                best = key if key > best else best
+            return np.int32(best ^ ((best >> np.int32(31)) & np.int32(0x7FFFFFFF))).view(np.float32)
+        return row_max32
+
+    def row_max64(row):
+        best = np.int64(-9218868437227405313)  # the key of -inf
+        for c in range(row.shape[0]):
+            bits = np.float64(row[c]).view(np.int64)
+            key = bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
+            best = key if key > best else best
+        return np.int64(best ^ ((best >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))).view(np.float64)
+    return row_max64
 
 
 SQRT2 = 1.4142135623730951
@@ -748,6 +808,7 @@ class Call:
         self.raw = dict(values)  # the arguments as the caller gave them
         self.legacy_used = False
         self.result_dtype = None  # a prepare step may override the spec's rule for this call
+        self.denominator = None  # the reduction's denominator, once computed (see cached_denominator)
         # a prepare step sets this where torch computes in the integer dtype of the result
         # argument (hinge_embedding_loss): exact in float64 registers, cast back at the end
         self.integer_result = False
@@ -1002,15 +1063,22 @@ class ElementwiseLoss:
         shape = call.original_shapes[tensor]  # batch size
         return float(shape[0]) if len(shape) else 1.0
 
+    def cached_denominator(self, call):
+        """denominator(call), computed once per call: the gradients' coefficient and the value
+        both need it, and a weighted mean's scans the whole target."""
+        if call.denominator is None:
+            call.denominator = self.denominator(call)
+        return call.denominator
+
     def reduce(self, call, partials):
         """The reduced loss f(S, D); numpy division, so an empty 'mean' is nan as in torch."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            return self.value_of[call.reduction](np.sum(partials), np.float64(self.denominator(call)))
+            return self.value_of[call.reduction](np.sum(partials), np.float64(self.cached_denominator(call)))
 
     def coefficient(self, call):
         """df/dS, the factor of every element's gradient under the reduction."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            return float(self.coefficient_of[call.reduction](np.float64(self.denominator(call))))
+            return float(self.coefficient_of[call.reduction](np.float64(self.cached_denominator(call))))
 
     def scalars(self, call):
         return tuple(call[r] for r in self.reals)
@@ -1227,10 +1295,10 @@ class RowLoss(ElementwiseLoss):
             return rows
         if kind == "target_weight":
             target = np.asarray(call[self.target_name()]).reshape(-1)
-            kept = target[target != call[self.ignore_index]] if self.ignore_index else target
             weight = call.values.get(tensor)
             if weight is None:
-                return float(kept.size)
+                return float(np.count_nonzero(target != call[self.ignore_index]) if self.ignore_index else target.size)
+            kept = target[target != call[self.ignore_index]] if self.ignore_index else target
             return float(np.sum(np.asarray(weight, dtype=np.float64)[kept]))
         return ElementwiseLoss.denominator(self, call)
 

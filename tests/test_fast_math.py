@@ -147,6 +147,48 @@ def test_fast_exp32_special_values_as_libm():
             assert _float32_ulps(np.array([mine]), np.array([correct]))[0] <= 2.0, (value, mine, correct)
 
 
+def test_shifted_exp32_within_two_ulp_where_normal_and_zero_below():
+    """exp for a log-sum-exp's shifted terms (x <= 0): fast_exp32's accuracy wherever expf is
+    normal, 0 (never garbage) where it is not, nan for nan."""
+    generator = np.random.default_rng(33)
+    normal = np.concatenate([
+        generator.uniform(-87.33, 0.0, 1_000_000),
+        generator.uniform(-1e-6, 0.0, 10_000),
+        np.array([0.0, -0.0, -87.33, -1.0, -0.5]),
+    ]).astype(np.float32)
+    got = np.empty_like(normal)
+    _vectorized(rt.shifted_exp32)(normal, got)
+    worst = _float32_ulps(got, np.exp(normal.astype(np.float64))).max()
+    assert worst <= 2.0, f"shifted_exp32 is {worst:.3f} ulp from exp"
+    below = np.concatenate([generator.uniform(-120.0, -87.34, 100_000),
+                            np.array([-88.0, -88.1, -104.0, -1e30, -np.inf])]).astype(np.float32)
+    got = np.empty_like(below)
+    _vectorized(rt.shifted_exp32)(below, got)
+    exact = np.exp(below.astype(np.float64))
+    # each result is 0 or the true value to 2 ulp: a denormal kept or flushed, never more
+    assert np.all((got == 0.0) | (np.abs(got - exact) <= 2 * np.spacing(np.float32(0.0)))), got[got != 0.0][:5]
+    assert np.all(got[below < -88.0] == 0.0)
+    nan = np.full(3, np.nan, dtype=np.float32)
+    _vectorized(rt.shifted_exp32)(nan, got[:3])
+    assert np.all(np.isnan(got[:3]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_is_the_maximum_and_carries_nan(dtype):
+    row_max = numba.njit(lambda row: rt.row_max(row))
+    generator = np.random.default_rng(34)
+    for size in (0, 1, 7, 16, 33, 1000):
+        row = (generator.standard_normal(size) * 10.0 ** generator.integers(-40, 30, size)).astype(dtype)
+        expected = row.max() if size else -np.inf
+        assert row_max(row) == expected
+    specials = np.array([-np.inf, -0.0, 0.0, -1e-45, np.inf], dtype=dtype)
+    assert row_max(specials) == np.inf and row_max(specials[:2]) == 0.0 and row_max(specials[:1]) == -np.inf
+    strided = np.arange(20, dtype=dtype).reshape(4, 5)[:, 2]  # a column: a non-contiguous row
+    assert row_max(strided) == 17.0
+    with_nan = np.array([1.0, np.nan, 3.0], dtype=dtype)
+    assert np.isnan(row_max(with_nan))  # then exp(x - max) is nan everywhere, as torch's softmax
+
+
 # ---------------------------------------------------------------------------------------------
 # float32 log and log1p, used for float32 data (rt.log_as / rt.log1p_as)
 # ---------------------------------------------------------------------------------------------
