@@ -2,8 +2,9 @@
 torch.compile of the same, and against the memory roofline, measured in one run.
 
 Every case (loss, dtype, size) times its contenders interleaved: each round calls each contender
-once, in a rotating order, so that a noisy neighbour or a frequency change hits all of them
-alike; the result is the median over rounds. The roofline is the bytes a case must move (every
+once, in a shuffled order, so that a noisy neighbour or a frequency change hits all of them
+alike, and each follows each of the others (whose memory traffic leaves the caches warm or
+cold) equally often; the result is the median over rounds. The roofline is the bytes a case must move (every
 input read once, every gradient written once) over the bandwidth of a parallel triad that runs
 as one more contender in every case (interleaved with the others, so measured in the same
 conditions).
@@ -16,6 +17,7 @@ import json
 import math
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -93,7 +95,11 @@ class Result:
 
 
 def median_times(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Seconds per call, median over rounds; each round runs every contender once, rotating."""
+    """Seconds per call, median over rounds; each round runs every contender once, in an order
+    shuffled per round (seeded: a rerun repeats it). A rotation would keep the cyclic order, and
+    with it each contender's predecessor: torch eager ran right after losscc had brought
+    the inputs into the cache, and losscc's out= right after the triad had flushed it, in 4 of
+    every 5 rounds."""
     repeats = {}
     for name, call in contenders.items():
         started = time.perf_counter()
@@ -102,8 +108,7 @@ def median_times(contenders: dict[str, Callable[[], object]], rounds: int) -> di
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for round_index in range(rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
+        for name in random.Random(round_index).sample(names, len(names)):
             call, count = contenders[name], repeats[name]
             started = time.perf_counter()
             for _ in range(count):
