@@ -914,7 +914,8 @@ class Call:
                     fmt_shape(t.shape), fmt_shape(expected), fmt_shape(x.shape)
                 )
             )
-        if t.size:
+        # the common case, every index in [0, C), costs two reductions and no temporaries
+        if t.size and not (0 <= t.min() and t.max() < classes):
             outside = (t < 0) | (t >= classes)
             if ignore_index is not None:
                 outside &= t != ignore_index
