@@ -17,9 +17,9 @@ def prepare(a):
         raise rt.InvalidArgument("Found dtype {} but expected {}".format(y.dtype, x.dtype))
     if x.dtype.kind != "f":
         raise ValueError("binary_cross_entropy needs floating point input, got {}".format(x.dtype))
-    if not np.all((x >= 0) & (x <= 1)):
+    if not rt.all_within(x, 0.0, 1.0):
         raise rt.InvalidArgument("all elements of input should be between 0 and 1")
-    if not np.all((y >= 0) & (y <= 1)):
+    if not rt.all_within(y, 0.0, 1.0):
         raise rt.InvalidArgument("all elements of target should be between 0 and 1")
     a.require_inside("input")
 
