@@ -40,9 +40,9 @@ def prepare(a):
     # the labels of a row are the entries before its first -1; duplicates count twice
     rows = t.reshape(-1, classes)
     listed = np.cumsum(rows == -1, axis=1) == 0
-    count = np.zeros(rows.shape, dtype=np.float64)
-    for r in range(rows.shape[0]):
-        np.add.at(count[r], rows[r][listed[r]], 1.0)
+    # one bincount over (row, label) pairs: a Python loop over rows took 0.33 s at 65536 rows
+    row_of = np.broadcast_to(np.arange(rows.shape[0])[:, None], rows.shape)[listed]
+    count = np.bincount(row_of * classes + rows[listed], minlength=rows.size).astype(np.float64)
     a["target_count"] = count.reshape(x.shape)
     a["target_member"] = (count > 0).astype(np.float64).reshape(x.shape)
 
