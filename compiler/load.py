@@ -79,8 +79,8 @@ def load_spec(path: Path) -> LoadedSpec:
 RESERVED_NAMES = frozenset({
     "C", "D", "N", "R", "S", "T", "W", "acc", "c", "chunk", "cur", "d", "em", "exact", "go", "go_a", "go_c", "hi", "i",
     "ignore_index", "j", "k", "labels", "last", "lo", "loss", "loss_c", "loss_out", "m", "n", "nchunks", "nxt",
-    "partials", "prev", "r", "rows", "s", "sc", "scale", "scale_a", "size", "states", "steps", "store", "t", "table",
-    "tape", "tape_n", "use_array", "want_grad", "work", "zero_infinity",
+    "paired", "partials", "prev", "r", "rows", "s", "sc", "scale", "scale_a", "size", "states", "steps", "store", "t",
+    "table", "tape", "tape_n", "use_array", "want_grad", "work", "zero_infinity",
 })
 # kernel arguments that carry the spec parameter of that name when there is one
 _SHARED_WITH_KERNELS = {"ignore_index": Int, "zero_infinity": Flag}

@@ -121,3 +121,29 @@ def test_kernel_outputs_start_past_any_other_array(loaded, rng):
     assert written
     for array in written:
         assert _lead_bytes(array) >= rt.OUTPUT_LEAD_BYTES, loaded.spec.name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("loaded", [loaded for loaded in LOSSES if support.kind(loaded.spec) in ("row", "pair")],
+                         ids=support.loss_id)
+def test_rows_done_two_at_a_time_equal_rows_done_alone(loaded, dtype, rng):
+    """Row kernels run small rows two at a time (rt.pair_rows). Rows [A, B, A, A, B] in one
+    chunk run as (A, B), (A, A), B: A first and second of a pair, B second and alone, all with
+    the same bits."""
+    from compiler import lang
+
+    args = make_args(loaded.spec, {}, "matrix", dtype, rng, "none")
+    per_row = {p.name for p in loaded.spec.params
+               if isinstance(p, lang.ClassTarget) or getattr(p, "layout", None) in ("rows", "row")}
+    for name in per_row & set(args):
+        array = args[name]
+        args[name] = np.ascontiguousarray(array[[0, 1, 0, 0, 1]])
+    first = args[next(iter(args))]
+    assert rt.pair_rows(first.shape[-1], first)  # the first two rows are paired
+    outcome = run_ours(loaded.spec, args, "_value_and_grad")
+    assert outcome.error is None, outcome.error
+    value, grads = outcome.value
+    assert value.shape == (5,)
+    for same in ([0, 2, 3], [1, 4]):
+        for result in [value] + [g for g in grads if g is not None]:
+            assert len({result[i].tobytes() for i in same}) == 1, (loaded.spec.name, same, result[same])
