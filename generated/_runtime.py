@@ -129,12 +129,18 @@ EXPF_UNDERFLOW = F32(-103.97208)  # below: expf(x) rounds to 0
 
 
 @numba.njit(**JIT_HELPER)
-def fast_exp32(x):
-    xc = min(max(x, F32(-104.0)), F32(89.0))
+def expf_parts(xc):
+    """(k, p) with exp(xc) = p 2**k: k = round(xc / ln 2), p = exp(r) for the reduced |r| <= ln2/2."""
     k = np.floor(xc * EXPF_INV_LN2 + F32(0.5))
     r = xc - k * EXPF_LN2_HI - k * EXPF_LN2_LO
     p0, p1, p2, p3, p4, p5 = EXPF_P
-    p = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * r * r + r + F32(1.0)
+    return k, (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * r * r + r + F32(1.0)
+
+
+@numba.njit(**JIT_HELPER)
+def fast_exp32(x):
+    xc = min(max(x, F32(-104.0)), F32(89.0))
+    k, p = expf_parts(xc)
     ki = np.int32(k)
     half = ki >> 1
     scaled = p * np.int32((half + 127) << 23).view(np.float32) * np.int32((ki - half + 127) << 23).view(np.float32)
@@ -146,15 +152,12 @@ def fast_exp32(x):
 # A log-sum-exp's terms once shifted by their maximum: exp(x) for x <= 0 (or nan). No overflow
 # and no denormal results to handle: what is below float32's smallest normal (x < -87.3) is 0,
 # at least 2**-126 of the maximum's term, which is 1. The float32 version has 19 vector
-# operations where fast_exp32 has 31, and the same bound (2 ulp) wherever its result is normal
-# (tests/test_fast_math.py); without reassociation its polynomial may round 1 ulp differently.
-@numba.njit(fastmath={"contract"}, error_model="numpy", cache=True)
+# operations where fast_exp32 has 31 (the same reduction and polynomial, expf_parts): equal to it
+# wherever its result is normal (tests/test_fast_math.py).
+@numba.njit(**JIT_HELPER)
 def shifted_exp32(x):
     xc = max(x, F32(-88.0))  # 2**k below stays a float32 for k >= -127 (0 at k = -127)
-    k = np.floor(xc * EXPF_INV_LN2 + F32(0.5))
-    r = xc - k * EXPF_LN2_HI - k * EXPF_LN2_LO
-    p0, p1, p2, p3, p4, p5 = EXPF_P
-    p = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * r * r + r + F32(1.0)
+    k, p = expf_parts(xc)
     result = p * np.int32((np.int32(k) + 127) << 23).view(np.float32)
     return x if x != x else result
 
@@ -220,24 +223,19 @@ def row_max(row):
 # 1.7x over rows of 32 (4M elements, one thread, measured).
 @numba.extending.overload(row_max, jit_options=JIT_HELPER)
 def _row_max(row):
-    if _holds_float32(row):
-        def row_max32(row):
-            best = np.int32(-2139095041)  # the key of -inf
-            for c in range(row.shape[0]):
-                bits = np.float32(row[c]).view(np.int32)
-                key = np.int32(bits ^ ((bits >> np.int32(31)) & np.int32(0x7FFFFFFF)))
-                best = key if key > best else best
-            return np.int32(best ^ ((best >> np.int32(31)) & np.int32(0x7FFFFFFF))).view(np.float32)
-        return row_max32
+    floats, ints, shift = (np.float32, np.int32, 31) if _holds_float32(row) else (np.float64, np.int64, 63)
+    low = np.iinfo(ints).max  # every bit but the sign
+    bits = np.array(-np.inf, dtype=floats).view(ints)
+    key_of_neg_inf = int(bits ^ low)  # the key of -inf, where an empty row's maximum starts
 
-    def row_max64(row):
-        best = np.int64(-9218868437227405313)  # the key of -inf
+    def row_max_as_ints(row):
+        best = ints(key_of_neg_inf)
         for c in range(row.shape[0]):
-            bits = np.float64(row[c]).view(np.int64)
-            key = bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
+            bits = floats(row[c]).view(ints)
+            key = ints(bits ^ ((bits >> ints(shift)) & ints(low)))
             best = key if key > best else best
-        return np.int64(best ^ ((best >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))).view(np.float64)
-    return row_max64
+        return ints(best ^ ((best >> ints(shift)) & ints(low))).view(floats)
+    return row_max_as_ints
 
 
 SQRT2 = 1.4142135623730951
