@@ -42,13 +42,13 @@ def _forward_plain_c(input_a, target_a, label_smoothing, ignore_index, loss_out,
             _d1[_count] = _m1
             _d2[_count] = _z2
             _count += 1
-        for _i in range(_count):
-            loss = rt.log_as(_d2[_i], input_a) - _d0[_i] + _d1[_i]
-            if store:
+        if store:
+            for _i in range(_count):
                 r = _rows[_i]
-                loss_out[r] = loss
-            else:
-                acc += loss
+                loss_out[r] = rt.log_as(_d2[_i], input_a) - _d0[_i] + _d1[_i]
+        else:
+            for _i in range(_count):
+                acc += rt.log_as(_d2[_i], input_a) - _d0[_i] + _d1[_i]
         partials[chunk] = acc
 
 
@@ -131,13 +131,13 @@ def _fused_plain_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale
             _count += 1
             for k in range(C):
                 input_gr[k] = s * ((-1.0 if (k == target) else 0.0) + _cache0[k]/_z4)
-        for _i in range(_count):
-            loss = rt.log_as(_d2[_i], input_a) - _d0[_i] + _d1[_i]
-            if store:
+        if store:
+            for _i in range(_count):
                 r = _rows[_i]
-                loss_out[r] = loss
-            else:
-                acc += loss
+                loss_out[r] = rt.log_as(_d2[_i], input_a) - _d0[_i] + _d1[_i]
+        else:
+            for _i in range(_count):
+                acc += rt.log_as(_d2[_i], input_a) - _d0[_i] + _d1[_i]
         partials[chunk] = acc
 
 
@@ -175,15 +175,15 @@ def _forward_plain_s(input_a, target_a, label_smoothing, ignore_index, loss_out,
             _d1[_count] = _m1
             _d2[_count] = _z2
             _count += 1
-        for _i in range(_count):
-            loss = rt.log_as(_d2[_i], input_a) - _d0[_i] + _d1[_i]
-            if store:
+        if store:
+            for _i in range(_count):
                 r = _rows[_i]
                 n = r // D
                 j = r - n * D
-                loss_out[n, j] = loss
-            else:
-                acc += loss
+                loss_out[n, j] = rt.log_as(_d2[_i], input_a) - _d0[_i] + _d1[_i]
+        else:
+            for _i in range(_count):
+                acc += rt.log_as(_d2[_i], input_a) - _d0[_i] + _d1[_i]
         partials[chunk] = acc
 
 
@@ -230,15 +230,15 @@ def _fused_plain_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale
             _count += 1
             for k in range(C):
                 input_gr[k] = s * ((-1.0 if (k == target) else 0.0) + _cache0[k]/_z4)
-        for _i in range(_count):
-            loss = rt.log_as(_d2[_i], input_a) - _d0[_i] + _d1[_i]
-            if store:
+        if store:
+            for _i in range(_count):
                 r = _rows[_i]
                 n = r // D
                 j = r - n * D
-                loss_out[n, j] = loss
-            else:
-                acc += loss
+                loss_out[n, j] = rt.log_as(_d2[_i], input_a) - _d0[_i] + _d1[_i]
+        else:
+            for _i in range(_count):
+                acc += rt.log_as(_d2[_i], input_a) - _d0[_i] + _d1[_i]
         partials[chunk] = acc
 
 
@@ -276,13 +276,13 @@ def _forward_probabilities_c(input_a, target_a, label_smoothing, ignore_index, l
             _d2[_count] = _s4
             _d3[_count] = _z2
             _count += 1
-        for _i in range(_count):
-            loss = (rt.log_as(_d3[_i], input_a) + _d0[_i])*_d2[_i] - _d1[_i]
-            if store:
+        if store:
+            for _i in range(_count):
                 r = _rows[_i]
-                loss_out[r] = loss
-            else:
-                acc += loss
+                loss_out[r] = (rt.log_as(_d3[_i], input_a) + _d0[_i])*_d2[_i] - _d1[_i]
+        else:
+            for _i in range(_count):
+                acc += (rt.log_as(_d3[_i], input_a) + _d0[_i])*_d2[_i] - _d1[_i]
         partials[chunk] = acc
 
 
@@ -429,15 +429,15 @@ def _forward_probabilities_s(input_a, target_a, label_smoothing, ignore_index, l
             _d2[_count] = _s4
             _d3[_count] = _z2
             _count += 1
-        for _i in range(_count):
-            loss = (rt.log_as(_d3[_i], input_a) + _d0[_i])*_d2[_i] - _d1[_i]
-            if store:
+        if store:
+            for _i in range(_count):
                 r = _rows[_i]
                 n = r // D
                 j = r - n * D
-                loss_out[n, j] = loss
-            else:
-                acc += loss
+                loss_out[n, j] = (rt.log_as(_d3[_i], input_a) + _d0[_i])*_d2[_i] - _d1[_i]
+        else:
+            for _i in range(_count):
+                acc += (rt.log_as(_d3[_i], input_a) + _d0[_i])*_d2[_i] - _d1[_i]
         partials[chunk] = acc
 
 
@@ -992,13 +992,13 @@ def _forward_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index
             _d2[_count] = _m1
             _d3[_count] = _z2
             _count += 1
-        for _i in range(_count):
-            loss = (rt.log_as(_d3[_i], input_a) - _d0[_i] + _d2[_i])*_d1[_i]
-            if store:
+        if store:
+            for _i in range(_count):
                 r = _rows[_i]
-                loss_out[r] = loss
-            else:
-                acc += loss
+                loss_out[r] = (rt.log_as(_d3[_i], input_a) - _d0[_i] + _d2[_i])*_d1[_i]
+        else:
+            for _i in range(_count):
+                acc += (rt.log_as(_d3[_i], input_a) - _d0[_i] + _d2[_i])*_d1[_i]
         partials[chunk] = acc
 
 
@@ -1085,13 +1085,13 @@ def _fused_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, 
             _count += 1
             for k in range(C):
                 input_gr[k] = s * (((-1.0 if (k == target) else 0.0) + _cache0[k]/_z4)*weight_a[target])
-        for _i in range(_count):
-            loss = (rt.log_as(_d3[_i], input_a) - _d0[_i] + _d2[_i])*_d1[_i]
-            if store:
+        if store:
+            for _i in range(_count):
                 r = _rows[_i]
-                loss_out[r] = loss
-            else:
-                acc += loss
+                loss_out[r] = (rt.log_as(_d3[_i], input_a) - _d0[_i] + _d2[_i])*_d1[_i]
+        else:
+            for _i in range(_count):
+                acc += (rt.log_as(_d3[_i], input_a) - _d0[_i] + _d2[_i])*_d1[_i]
         partials[chunk] = acc
 
 
@@ -1131,15 +1131,15 @@ def _forward_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index
             _d2[_count] = _m1
             _d3[_count] = _z2
             _count += 1
-        for _i in range(_count):
-            loss = (rt.log_as(_d3[_i], input_a) - _d0[_i] + _d2[_i])*_d1[_i]
-            if store:
+        if store:
+            for _i in range(_count):
                 r = _rows[_i]
                 n = r // D
                 j = r - n * D
-                loss_out[n, j] = loss
-            else:
-                acc += loss
+                loss_out[n, j] = (rt.log_as(_d3[_i], input_a) - _d0[_i] + _d2[_i])*_d1[_i]
+        else:
+            for _i in range(_count):
+                acc += (rt.log_as(_d3[_i], input_a) - _d0[_i] + _d2[_i])*_d1[_i]
         partials[chunk] = acc
 
 
@@ -1188,15 +1188,15 @@ def _fused_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, 
             _count += 1
             for k in range(C):
                 input_gr[k] = s * (((-1.0 if (k == target) else 0.0) + _cache0[k]/_z4)*weight_a[target])
-        for _i in range(_count):
-            loss = (rt.log_as(_d3[_i], input_a) - _d0[_i] + _d2[_i])*_d1[_i]
-            if store:
+        if store:
+            for _i in range(_count):
                 r = _rows[_i]
                 n = r // D
                 j = r - n * D
-                loss_out[n, j] = loss
-            else:
-                acc += loss
+                loss_out[n, j] = (rt.log_as(_d3[_i], input_a) - _d0[_i] + _d2[_i])*_d1[_i]
+        else:
+            for _i in range(_count):
+                acc += (rt.log_as(_d3[_i], input_a) - _d0[_i] + _d2[_i])*_d1[_i]
         partials[chunk] = acc
 
 
@@ -1234,13 +1234,13 @@ def _forward_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing
             _d2[_count] = _s4
             _d3[_count] = _z2
             _count += 1
-        for _i in range(_count):
-            loss = (rt.log_as(_d3[_i], input_a) + _d0[_i])*_d1[_i] - _d2[_i]
-            if store:
+        if store:
+            for _i in range(_count):
                 r = _rows[_i]
-                loss_out[r] = loss
-            else:
-                acc += loss
+                loss_out[r] = (rt.log_as(_d3[_i], input_a) + _d0[_i])*_d1[_i] - _d2[_i]
+        else:
+            for _i in range(_count):
+                acc += (rt.log_as(_d3[_i], input_a) + _d0[_i])*_d1[_i] - _d2[_i]
         partials[chunk] = acc
 
 
@@ -1387,15 +1387,15 @@ def _forward_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing
             _d2[_count] = _s4
             _d3[_count] = _z2
             _count += 1
-        for _i in range(_count):
-            loss = (rt.log_as(_d3[_i], input_a) + _d0[_i])*_d1[_i] - _d2[_i]
-            if store:
+        if store:
+            for _i in range(_count):
                 r = _rows[_i]
                 n = r // D
                 j = r - n * D
-                loss_out[n, j] = loss
-            else:
-                acc += loss
+                loss_out[n, j] = (rt.log_as(_d3[_i], input_a) + _d0[_i])*_d1[_i] - _d2[_i]
+        else:
+            for _i in range(_count):
+                acc += (rt.log_as(_d3[_i], input_a) + _d0[_i])*_d1[_i] - _d2[_i]
         partials[chunk] = acc
 
 
