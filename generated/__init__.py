@@ -12,7 +12,7 @@ import importlib
 import sys
 import types
 
-from ._runtime import InvalidArgument, InvalidIndex
+from ._runtime import OUTPUTS as _OUTPUTS, InvalidArgument, InvalidIndex
 
 LOSSES = (
     'binary_cross_entropy',
@@ -47,7 +47,13 @@ _MODULE_OF = {
     name + suffix: name for name in LOSSES for suffix in ("", "_backward", "_value_and_grad")
 }
 
-__all__ = ["InvalidArgument", "InvalidIndex", "LOSSES"] + sorted(_MODULE_OF)
+__all__ = ["InvalidArgument", "InvalidIndex", "LOSSES", "release_memory"] + sorted(_MODULE_OF)
+
+
+def release_memory():
+    """Hands back to malloc the memory of large gradient arrays that were dropped, which losscc
+    keeps (up to 1 GiB) to reuse for the next call's outputs without page faults."""
+    _OUTPUTS.release()
 
 
 def __getattr__(name):
