@@ -667,11 +667,13 @@ class OutputPool:
             return block
 
     def trim(self):
-        """Drops the least recently used free blocks while the pool holds more than MAX_BYTES."""
+        """Drops the least recently used free blocks while the pool holds more than MAX_BYTES,
+        then, if that was not enough, the block just taken (the last): the caller keeps it, the
+        pool does not, so the pool never holds more than MAX_BYTES, in use or free."""
         held = sum(block.nbytes for block in self.blocks)
         index = 0
-        while held > self.MAX_BYTES and index < len(self.blocks) - 1:  # the last one was just taken
-            if self.refs(index) == self.free_refs:
+        while held > self.MAX_BYTES and index < len(self.blocks):
+            if index == len(self.blocks) - 1 or self.refs(index) == self.free_refs:
                 held -= self.blocks.pop(index).nbytes
             else:
                 index += 1

@@ -84,3 +84,15 @@ def test_pool_keeps_at_most_its_limit_and_release_empties_it(inputs, monkeypatch
     generated.release_memory()
     assert rt.OUTPUTS.blocks == []
     np.testing.assert_array_equal(grads[0], kept)  # arrays in use stay valid
+
+
+def test_outputs_held_past_the_limit_are_not_kept_once_dropped(inputs, monkeypatch):
+    x, y, _, _ = inputs
+    generated.release_memory()
+    monkeypatch.setattr(rt.OUTPUTS, "MAX_BYTES", 5 * x.nbytes)
+    held = [call(x[: N - rows], y[: N - rows])[1] for rows in range(1, 6)]  # ten blocks in use
+    for grads, rows in zip(held, range(1, 6)):
+        for got, expected in zip(grads, mse_gradients(x[: N - rows], y[: N - rows])):
+            np.testing.assert_allclose(got, expected, rtol=1e-6)
+    del held
+    assert sum(block.nbytes for block in rt.OUTPUTS.blocks) <= 5 * x.nbytes
