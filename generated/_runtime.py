@@ -815,12 +815,15 @@ def all_within(array, lo, hi):
     return _count_outside(np.ascontiguousarray(array).reshape(-1), float(lo), float(hi)) == 0
 
 
+FLOAT32, FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def promote(names, arrays, integers_promote):
     """torch's type promotion among tensors: the widest float wins; integers alone give
     float32 where the loss promotes them (it mixes them with a Python float), else an error."""
-    floats = [a.dtype for a in arrays if is_float(a)]
+    floats = [a.dtype for a in arrays if a.dtype.kind == "f"]
     if floats:
-        return np.dtype(np.float64) if any(d == np.float64 for d in floats) else np.dtype(np.float32)
+        return FLOAT64 if FLOAT64 in floats else FLOAT32  # dtype == dtype: 10x faster than dtype == type
     if integers_promote:
         return np.dtype(np.float32)
     raise ValueError(
@@ -832,6 +835,9 @@ def promote(names, arrays, integers_promote):
 
 def broadcast_shape(named_shapes):
     """numpy == torch broadcasting, with torch's explanation of a mismatch."""
+    first = named_shapes[0][1] if named_shapes else ()
+    if all(shape == first for _, shape in named_shapes):  # the common case, 8x cheaper
+        return tuple(first)
     ndim = max((len(s) for _, s in named_shapes), default=0)
     result = []
     for axis in range(ndim):
@@ -1172,13 +1178,19 @@ class ElementwiseLoss:
 
     def reduce(self, call, partials):
         """The reduced loss f(S, D); numpy division, so an empty 'mean' is nan as in torch."""
+        denominator = np.float64(self.cached_denominator(call))
+        if denominator != 0.0 and math.isfinite(denominator):  # nothing to silence: skip errstate's 2.6 us
+            return self.value_of[call.reduction](partials.sum(), denominator)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return self.value_of[call.reduction](np.sum(partials), np.float64(self.cached_denominator(call)))
+            return self.value_of[call.reduction](partials.sum(), denominator)
 
     def coefficient(self, call):
         """df/dS, the factor of every element's gradient under the reduction."""
+        denominator = np.float64(self.cached_denominator(call))
+        if denominator != 0.0 and math.isfinite(denominator):
+            return float(self.coefficient_of[call.reduction](denominator))
         with np.errstate(divide="ignore", invalid="ignore"):
-            return float(self.coefficient_of[call.reduction](np.float64(self.cached_denominator(call))))
+            return float(self.coefficient_of[call.reduction](denominator))
 
     def scalars(self, call):
         return tuple(call[r] for r in self.reals)
