@@ -232,6 +232,14 @@ class Stmt:
     index: str = ""
     body: tuple["Stmt", ...] = ()
     cache: str = ""
+    # a 'sum' whose term is 0 wherever a row array is 0 runs over that array's nonzero indices
+    # only: ``listed`` names the per-row index list, ``listed_count`` its length (see
+    # _RowLowering.listed_term); multilabel_margin's sums over a row's labels are O(labels)
+    listed: str = ""
+    listed_count: str = ""
+    # a per-class 'sum' whose value is only read where a row array is nonzero at class k runs
+    # only there (code of the condition), and is 0 elsewhere
+    guard: str = ""
 
 
 @dataclass(frozen=True)
@@ -241,7 +249,8 @@ class RowBody:
     per_class: tuple[Stmt, ...]  # inside `for k in range(C)`
     gradients: tuple[tuple[str, str], ...]
     # scratch arrays of C values, one set per chunk: (name, array whose dtype it takes) for terms
-    # computed in the data's precision (an exponential), (name, '') for float64 terms
+    # computed in the data's precision (an exponential), (name, '') for float64 terms,
+    # (name, INDEX_LIST) for a row's list of nonzero indices (Stmt.listed)
     caches: tuple[tuple[str, str], ...] = ()
     # a loss that calls exp or log on row values is computed after the row loop, from values
     # each row stores (buffer name, code); deferred_loss reads them back at index _i
@@ -267,6 +276,7 @@ class RowVariant:
 
 
 PAIR_SUFFIX = "_b"
+INDEX_LIST = "int64"  # the 'like' of a cache that holds class indices
 
 
 def _row_locals(body: RowBody, arrays: tuple[str, ...], layouts: tuple[str, ...],
@@ -283,8 +293,7 @@ def _row_locals(body: RowBody, arrays: tuple[str, ...], layouts: tuple[str, ...]
     def visit(stmts: tuple[Stmt, ...]) -> None:
         for stmt in stmts:
             names.add(stmt.name)
-            if stmt.cache:
-                names.add(stmt.cache)
+            names.update(name for name in (stmt.cache, stmt.listed, stmt.listed_count) if name)
             visit(stmt.body)
 
     visit(body.row)
@@ -303,7 +312,8 @@ def _suffixed(body: RowBody, names: set[str], suffix: str) -> RowBody:
 
     def stmts(items: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
         return tuple(replace(st, name=rename(st.name), code=rename(st.code), body=stmts(st.body),
-                             cache=rename(st.cache) if st.cache else "") for st in items)
+                             cache=rename(st.cache), listed=rename(st.listed),
+                             listed_count=rename(st.listed_count), guard=rename(st.guard)) for st in items)
 
     return RowBody(
         row=stmts(body.row),
@@ -331,6 +341,8 @@ class _RowLowering:
         self.counter = 0
         # row-level sums (no nested loop): statement name -> (loop index, term)
         self.terms: dict[str, tuple[sympy.Symbol, sympy.Expr]] = {}
+        # row arrays whose nonzero indices a listed sum runs over -> (list, count) names
+        self.index_lists: dict[str, tuple[str, str]] = {}
 
     @property
     def precision_array(self) -> str:
@@ -384,12 +396,19 @@ class _RowLowering:
         run once rather than once per iteration."""
         loop_index = sympy.Symbol(f"c{depth}", integer=True)
         body = body.xreplace({index: loop_index})
+        listed = self.listed_term(body, loop_index) if op == "sum" else None
+        if listed is not None:
+            array, body = listed
         invariant = sorted(set(_invariant_reductions(body, loop_index)), key=sympy.default_sort_key)
         if invariant:
             lowered = self.lower_sums(list(invariant), before, depth)
             body = body.xreplace(dict(zip(invariant, lowered)))
         inner: list[Stmt] = []
         (value,) = self.lower_sums([body], inner, depth + 1)
+        if listed is not None:
+            index_list, count = self.index_lists.setdefault(array, (f"_nz_{array}", f"_nnz_{array}"))
+            return Stmt(op, str(name), self.code(value), str(loop_index), tuple(inner),
+                        listed=index_list, listed_count=count)
         if op == "sum" and depth == 0 and not inner:
             self.terms[str(name)] = (loop_index, value)
         code = self.code(value)
@@ -398,6 +417,36 @@ class _RowLowering:
             # the maximum of one row's elements: the runtime's vectorized integer maximum
             return Stmt("assign", str(name), f"rt.row_max({row_element.group(1)})")
         return Stmt(op, str(name), code, str(loop_index), tuple(inner))
+
+    def listed_term(self, body: sympy.Expr, index: sympy.Symbol) -> tuple[str, sympy.Expr] | None:
+        """(row array A, term) where ``body`` is Piecewise((0, A[index] == 0), (term, True)), A an
+        array of the row: the sum then needs only A's nonzero indices."""
+        array = _zero_guard(body, index, self.row_arrays)
+        return None if array is None else (array, body.args[1].expr)
+
+    @property
+    def row_arrays(self) -> set[str]:
+        return {name for name in self.variant.arrays if self.layouts.get(name) == "rows"}
+
+    def guard_sums(self, exprs: list[sympy.Expr], per_class: list[Stmt], others: list[Stmt]) -> None:
+        """A per-class sum that the expressions read only where a row array is nonzero at class k
+        (inside Piecewise((0, A[k] == 0), (..., True))) is computed only there: the value it
+        would have elsewhere is never used. multilabel_margin's hinge sum over the classes, per
+        label, is then computed per label, not per class."""
+        def codes(stmts: list[Stmt] | tuple[Stmt, ...]) -> list[str]:
+            return [code for st in stmts for code in [st.code, *codes(st.body)]]
+
+        for position, stmt in enumerate(per_class):
+            symbol = sympy.Symbol(stmt.name, real=True)
+            read_by_statements = any(re.search(rf"\b{stmt.name}\b", code) for code in
+                                     codes([st for st in per_class + others if st is not stmt]) + codes(stmt.body))
+            if stmt.kind != "sum" or stmt.cache or read_by_statements:
+                continue
+            for array in sorted({a for e in exprs for a in _zero_guards(e, self.k, self.row_arrays)}):
+                unguarded = [_drop_guarded(e, self.k, array) for e in exprs]
+                if any(e.has(symbol) for e in exprs) and not any(e.has(symbol) for e in unguarded):
+                    per_class[position] = replace(stmt, guard=f"{array}_r[{self.k}] != 0.0")
+                    break
 
     def cache_terms(self, exprs: list[sympy.Expr], row_stmts: list[Stmt]) -> tuple[list[sympy.Expr], tuple[tuple[str, str], ...]]:
         """Where a row sum's term reappears at class k in the gradients (softmax: exp(x_k - M)
@@ -471,10 +520,16 @@ class _RowLowering:
         exprs += [g for _, g in self.variant.gradients] if with_gradients else []
         row_stmts: list[Stmt] = []
         per_class: list[Stmt] = []
+        self.index_lists = {}
         lowered = self.lower_sums(exprs, row_stmts, 0, per_class)
+        self.guard_sums(lowered, per_class, row_stmts)
         caches: tuple[tuple[str, str], ...] = ()
         if with_gradients:
             lowered, caches = self.cache_terms(lowered, row_stmts)
+        # each listed array's nonzero indices, once per row, before any sum reads them
+        row_stmts[:0] = [Stmt("assign", count, f"rt.nonzero_indices({array}_r, {index_list})")
+                         for array, (index_list, count) in sorted(self.index_lists.items())]
+        caches += tuple((index_list, INDEX_LIST) for _, (index_list, _) in sorted(self.index_lists.items()))
         shared = share(lowered)
         k_dependent: set[sympy.Symbol] = {sympy.Symbol(s.name, real=True) for s in per_class}
         for symbol, value in shared.temporaries:
@@ -539,6 +594,31 @@ def _outer_sums(expr: sympy.Expr) -> list[ClassSum]:
     for arg in expr.args:
         found += _outer_sums(arg)
     return found
+
+
+def _zero_guard(expr: sympy.Expr, index: sympy.Symbol, arrays: set[str]) -> str | None:
+    """A when ``expr`` is Piecewise((0, Eq(A[index], 0)), (term, True)) for A in ``arrays``."""
+    if not isinstance(expr, sympy.Piecewise) or len(expr.args) != 2 or expr.args[1].cond is not sympy.true:
+        return None
+    value, condition = expr.args[0]
+    if value != 0 or not isinstance(condition, sympy.Eq):
+        return None
+    sides = set(condition.args)
+    element = next((a for a in sides if isinstance(a, sympy.Indexed)), None)
+    if element is None or sides != {element, sympy.S.Zero} or element.indices != (index,):
+        return None
+    name = str(element.base)
+    return name if name in arrays else None
+
+
+def _zero_guards(expr: sympy.Expr, index: sympy.Symbol, arrays: set[str]) -> set[str]:
+    """Every A of a Piecewise((0, Eq(A[index], 0)), ...) inside ``expr``."""
+    return {a for node in expr.atoms(sympy.Piecewise) if (a := _zero_guard(node, index, arrays))}
+
+
+def _drop_guarded(expr: sympy.Expr, index: sympy.Symbol, array: str) -> sympy.Expr:
+    """``expr`` with each Piecewise((0, Eq(array[index], 0)), ...) replaced by 0."""
+    return expr.replace(lambda n: _zero_guard(n, index, {array}) is not None, lambda n: sympy.S.Zero)
 
 
 def lower_row_variant(variant: Variant, layouts: dict[str, str]) -> RowVariant:

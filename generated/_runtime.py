@@ -212,6 +212,18 @@ def _neg_inf_like(like):
     return lambda like: -math.inf
 
 
+@numba.njit(**JIT_HELPER)
+def nonzero_indices(row, out):
+    """Writes the indices of the nonzero elements of ``row`` (nan included) to the start of
+    ``out``, in order, and returns how many there are: the classes a listed sum visits."""
+    count = 0
+    for c in range(row.shape[0]):
+        if row[c] != 0.0:
+            out[count] = c
+            count += 1
+    return count
+
+
 def row_max(row):
     """The largest element of a 1-d float array (-inf when empty): a log-sum-exp's shift. A nan
     with the sign bit clear is the largest element, one with it set the smallest; either way the

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sympy
 import sympy.codegen.cfunctions
@@ -310,3 +311,46 @@ def test_reserved_names_cover_every_kernel_local():
                 clashing = sorted(n for n in local if not n.startswith("_") and not derived.fullmatch(n)
                                   and not is_reserved(re.sub(r"_[a-z]+$", "", n)) and not is_reserved(n))
                 assert not clashing, f"{path.name}:{node.name} uses {clashing}: add them to compiler.load.RESERVED_NAMES"
+
+
+# ---------------------------------------------------------------------------------------------
+# row lowering: sums that skip the classes where their term is zero
+# ---------------------------------------------------------------------------------------------
+
+def test_nonzero_indices_lists_every_nonzero_class_in_order():
+    from generated import _runtime as rt
+
+    row = np.array([0.0, 2.0, -0.0, np.nan, 0.0, -1.0, 1e-300])
+    out = np.full(row.size, -7, dtype=np.int64)
+    count = rt.nonzero_indices(row, out)
+    expected = np.flatnonzero(row != 0.0)  # nan != 0: listed
+    assert count == expected.size
+    np.testing.assert_array_equal(out[:count], expected)
+    assert rt.nonzero_indices(row[:0], out) == 0
+
+
+def test_label_sums_run_over_the_listed_labels_only():
+    """multilabel_margin sums over target labels j and other classes i; with the label
+    counts' zero guard each sum over j visits the row's labels only, and the hinge sum over i
+    that the gradient needs per label runs only at classes k that are labels: O(labels x C) per
+    row instead of O(C^2) (4096 x 1000 float32, 4 labels a row: 6.1 s -> 0.10 s)."""
+    from compiler.lower import lower_row
+
+    (loaded,) = [s for s in support.LOSSES if s.name == "multilabel_margin_loss"]
+    for variant in lower_row(loaded).variants:
+        for body in (variant.forward, variant.fused):
+            def walk(stmts):
+                for stmt in stmts:
+                    yield stmt
+                    yield from walk(stmt.body)
+
+            sums = [s for s in walk(body.row + body.per_class) if s.kind == "sum"]
+            over_labels = [s for s in sums if s.listed == "_nz_target_count"]
+            assert over_labels and all(s.listed_count == "_nnz_target_count" for s in over_labels)
+            assert ("_nz_target_count", "int64") in body.caches
+            assert body.row[0].code == "rt.nonzero_indices(target_count_r, _nz_target_count)"
+            full = [s for s in sums if not s.listed]
+            if body is variant.fused:
+                assert [s.guard for s in full if s in body.per_class] == ["target_count_r[k] != 0.0"]
+            # a sum over all C classes only ever sits inside one over the labels or under a guard
+            assert all(s.guard or any(s in o.body for o in over_labels) for s in full)
