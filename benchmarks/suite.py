@@ -48,6 +48,9 @@ PAIR_SIZES = ("65536x128", "4096x1000")  # (N, D): embeddings of metric learning
 EXAMPLE_SIZES = {"ctc_loss": ("200x32x30x50", "50x16x20x30"), "soft_dtw": ("64x64x64x8",)}
 QUICK_LOSSES = ("mse_loss", "binary_cross_entropy_with_logits", "cross_entropy")
 QUICK_SIZES = ("1e6", "1e7", "4096x1000")  # 1e7: where out= meets the roofline
+# a row case whose N*C^2 exceeds this gets torch.compile's call time estimated before it runs
+# (compiled_call_seconds): 4096 x 1000 (4e9) runs in seconds, 512 x 32000 (5e11) would not
+QUADRATIC_ESTIMATE_ABOVE = 1e10
 MIN_SAMPLE_S = 2e-3  # a sample repeats a fast call until it lasts this long: the timer's noise stays small
 TRIAD_ELEMENTS = 10_000_000  # 240 MB of float64 touched: far beyond the caches
 
@@ -183,7 +186,12 @@ def run_case(case: Case, spec: Loss, rounds: int, compile_torch: bool, probe: tu
         contenders["losscc_out"] = lambda: ours(*positional, **keywords, out=out)
     else:
         result.notes["losscc_out"] = "n/a: value_and_grad takes no out="
-    if compile_torch:
+    quadratic_could_exceed = spec.kind == "row" and case.shape[0] * case.shape[1] ** 2 > QUADRATIC_ESTIMATE_ABOVE
+    compile_estimate = compiled_call_seconds(spec, case, function, rng) if compile_torch and quadratic_could_exceed else 0.0
+    if compile_estimate > call_budget_s:
+        result.notes["torch_compile"] = (f"skipped: torch.compile's call would take about {compile_estimate:.0f} s "
+                                         "(its graph grows faster than N*C here)")
+    elif compile_torch:
         try:
             torch._dynamo.reset()  # a fresh cache per case: no recompile limit across sizes
             compiled = torch.compile(function, dynamic=False)
@@ -218,6 +226,28 @@ def estimated_call_seconds(spec: Loss, case: Case, ours: Callable[..., Any], rng
         if seconds > 0.01 or rows == case.shape[0]:
             return seconds * case.shape[0] / rows
         rows = min(2 * rows, case.shape[0])
+
+
+def compiled_call_seconds(spec: Loss, case: Case, function: Callable[..., Any], rng: np.random.Generator) -> float:
+    """torch.compile's call at full size, scaled from two rows (one row would compile a graph
+    specialized to size 1): its graph for multilabel_margin_loss is O(N*C^2) (64 x 4000 float32:
+    3.1 s a call, eager 9 ms), which at 512 x 32000 would take half an hour a call. Asked only
+    where N*C^2 could exceed the budget (QUADRATIC_ESTIMATE_ABOVE): it costs a compile."""
+    rows = min(2, case.shape[0])
+    positional, keywords = example_call(spec, (rows,) + case.shape[1:], np.dtype(case.dtype), rng)
+    tensors, torch_keywords, differentiable = torch_call(spec, positional, keywords)
+    try:
+        torch._dynamo.reset()
+        compiled = torch.compile(function, dynamic=False)
+
+        def step() -> object:
+            value = compiled(*tensors, **torch_keywords)
+            return torch.autograd.grad(value, differentiable, torch.ones_like(value) if value.ndim else None)
+
+        step()  # compiles
+        return timed(step) * case.shape[0] / rows
+    except Exception:  # noqa: BLE001 - a failure shows when the full-size compile is tried
+        return 0.0
 
 
 def timed(call: Callable[[], object]) -> float:
