@@ -49,8 +49,9 @@ EXAMPLE_SIZES = {"ctc_loss": ("200x32x30x50", "50x16x20x30"), "soft_dtw": ("64x6
 QUICK_LOSSES = ("mse_loss", "binary_cross_entropy_with_logits", "cross_entropy")
 QUICK_SIZES = ("1e6", "1e7", "4096x1000")  # 1e7: where out= meets the roofline
 # a row case whose N*C^2 exceeds this gets torch.compile's call time estimated before it runs
-# (compiled_call_seconds): 4096 x 1000 (4e9) runs in seconds, 512 x 32000 (5e11) would not
-QUADRATIC_ESTIMATE_ABOVE = 1e10
+# (compiled_call_seconds): multilabel_margin's compiled call took 14.6 s at 4096 x 1000 float32
+# (N*C^2 = 4e9) and asked for 33 GB in float64; 65536 x 32 (7e7) runs in milliseconds
+QUADRATIC_ESTIMATE_ABOVE = 1e9
 MIN_SAMPLE_S = 2e-3  # a sample repeats a fast call until it lasts this long: the timer's noise stays small
 TRIAD_ELEMENTS = 10_000_000  # 240 MB of float64 touched: far beyond the caches
 
