@@ -7,7 +7,7 @@ from typing import Iterable
 
 import jinja2
 
-from .lower import ElementwiseIR, RowIR, SignatureParam
+from .lower import INDEX_LIST, ElementwiseIR, RowIR, SignatureParam
 from .pair import ChainIR
 from .primitives import PRIMITIVES
 from .recurrence import RecurrenceIR
@@ -38,6 +38,7 @@ def _environment() -> jinja2.Environment:
     env.filters["pydict"] = lambda items: repr(dict(items))
     env.filters["lane_name"] = lambda lane: f"_lane{lane}"
     env.globals["zip"] = zip
+    env.globals["INDEX_LIST"] = INDEX_LIST  # a row scratch array of class indices (lower.Stmt.listed)
     return env
 
 
