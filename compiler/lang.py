@@ -240,6 +240,12 @@ class Loss:
     result_dtype: str = "promote"
     # whether integer arrays alone (no float among the tensors) are promoted to float32
     integers_promote: bool = False
+    # elementwise: float32 data is computed in float32 arithmetic, at twice float64's vector width
+    # (the loss is still summed in float64). Only for elements whose expressions cancel no worse in
+    # float32 than torch's own formula: tests/test_precision.py holds each such loss to torch's
+    # error against float64 on inputs made to cancel. Off: the arithmetic is float64 (exp and
+    # log still run in the data's precision).
+    float32_arithmetic: bool = False
     notes: tuple[str, ...] = ()
     # 'pair': reductions over the feature axis (the last) of two or three tensors, kernels of the row
     # shape; 'chain': an elementwise loss of distances computed by a Distance argument

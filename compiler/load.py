@@ -77,7 +77,7 @@ def load_spec(path: Path) -> LoadedSpec:
 # and recurrence states p0, p1, ...): a parameter of the same name would clash with them in the
 # generated source. tests/test_codegen.py checks the list against every generated kernel.
 RESERVED_NAMES = frozenset({
-    "C", "D", "N", "R", "S", "T", "W", "acc", "c", "chunk", "cur", "d", "em", "exact", "go", "go_a", "go_c", "hi", "i",
+    "C", "D", "F", "N", "R", "S", "T", "W", "acc", "c", "chunk", "cur", "d", "em", "exact", "go", "go_a", "go_c", "hi", "i",
     "ignore_index", "j", "k", "labels", "last", "lo", "loss", "loss_c", "loss_out", "m", "n", "nchunks", "nxt",
     "paired", "partials", "prev", "r", "rows", "s", "sc", "scale", "scale_a", "size", "states", "steps", "store", "t",
     "table", "tape", "tape_n", "use_array", "want_grad", "work", "zero_infinity",
@@ -136,6 +136,8 @@ def validate(path: Path, spec: Loss) -> None:
         raise _fail(path, "result_dtype", f"{spec.result_dtype!r} is neither 'promote' nor a Tensor")
     if not callable(spec.element):
         raise _fail(path, "element", "must be a function returning a SymPy expression")
+    if spec.float32_arithmetic and spec.kind != "elementwise":
+        raise _fail(path, "float32_arithmetic", "only elementwise kernels compute in the data's precision")
     validate_kind(path, spec)
     expected = [p.name for p in spec.params if isinstance(p, (Tensor, OptionalTensor, ClassTarget, Auxiliary, Real, Flag, Distance))]
     try:

@@ -76,23 +76,39 @@ class ElementwiseIR:
     reductions: tuple[ReductionIR, ...]
     prepare_source: str  # '' when the spec has no prepare step
     variants: tuple[KernelVariant, ...]
+    float32_arithmetic: bool  # float32 data computed in float32 (printer.DataPrecisionPrinter)
 
 
-def body(variant: Variant, with_loss: bool, with_gradients: bool) -> Body:
+UPSTREAM = {True: "scale", False: "s"}  # the kernels' gradient factor: fused (by scale), backward (s each)
+
+
+def body(variant: Variant, with_loss: bool, with_gradients: bool, float32_arithmetic: bool = False) -> Body:
+    """A loop body. With float32_arithmetic the gradients include their upstream factor, which
+    the printer multiplies in first as torch's autograd does (scale * w * 2(x - t), not
+    scale * (w * 2(x - t)), which overflows float32 where torch's product does not); else the
+    template multiplies it in (float64 products of float32 data do not overflow)."""
     expressions: list[sympy.Expr] = [variant.loss] if with_loss else []
     names = [name for name, _ in variant.gradients] if with_gradients else []
-    expressions += [grad for _, grad in variant.gradients] if with_gradients else []
+    upstream = sympy.Symbol(UPSTREAM[with_loss], real=True) if float32_arithmetic else sympy.Integer(1)
+    expressions += [upstream * grad for _, grad in variant.gradients] if with_gradients else []
     shared = share(expressions)
     # every array of an elementwise kernel has the result dtype (rt.promote): the first one says
     # in which precision exp and log run
     like = f"{variant.arrays[0]}_a"
-    temporaries = tuple((str(symbol), to_code(expr, like)) for symbol, expr in shared.temporaries)
-    outputs = [to_code(expr, like) for expr in shared.outputs]
+    data = variant.arrays if float32_arithmetic else None
+    reals = variant.reals + ("scale",)  # s is read from the data: already the data's type
+    leading = tuple(UPSTREAM.values())
+
+    def code(expr: sympy.Expr) -> str:
+        return to_code(expr, like, data, reals, leading)
+
+    temporaries = tuple((str(symbol), code(expr)) for symbol, expr in shared.temporaries)
+    outputs = [code(expr) for expr in shared.outputs]
     loss = outputs.pop(0) if with_loss else ""
     return Body(temporaries, loss, tuple(zip(names, outputs)))
 
 
-def lower_variant(variant: Variant) -> KernelVariant:
+def lower_variant(variant: Variant, float32_arithmetic: bool = False) -> KernelVariant:
     selector_values = [value for _, value in variant.flags] + [value for _, value in variant.present]
     selector = "(" + "".join(f"{value!r}, " for value in selector_values) + ")"
     return KernelVariant(
@@ -101,9 +117,9 @@ def lower_variant(variant: Variant) -> KernelVariant:
         arrays=variant.arrays,
         reals=variant.reals,
         differentiable=tuple(name for name, _ in variant.gradients),
-        forward=body(variant, True, False),
-        backward=body(variant, False, True),
-        fused=body(variant, True, True),
+        forward=body(variant, True, False, float32_arithmetic),
+        backward=body(variant, False, True, float32_arithmetic),
+        fused=body(variant, True, True, float32_arithmetic),
     )
 
 
@@ -175,7 +191,7 @@ def prepare_source(path: Path, spec: Loss) -> str:
 def lower_variants(path: Path, spec: Loss) -> tuple[KernelVariant, ...]:
     """Every variant's kernels; a printing error names the spec file and its field."""
     try:
-        return tuple(lower_variant(v) for v in variants(path, spec))
+        return tuple(lower_variant(v, spec.float32_arithmetic) for v in variants(path, spec))
     except SpecError as error:
         if str(error).startswith(str(path)):
             raise
@@ -207,6 +223,7 @@ def lower(loaded: LoadedSpec) -> ElementwiseIR:
         reductions=tuple(lower_reduction(r) for r in reductions(spec)),
         prepare_source=prepare_source(path, spec),
         variants=lower_variants(path, spec),
+        float32_arithmetic=spec.float32_arithmetic,
     )
 
 

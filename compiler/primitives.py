@@ -40,17 +40,29 @@ class NumbaHelper:
     @property
     def body_as(self) -> str:
         """The body with each ``fast_f(x)`` (or ``log_of_unit(x)``) written ``f_as(x, like)``."""
+        return self._with_transcendentals("_as")
+
+    @property
+    def body_in(self) -> str:
+        """The body wholly in the data's precision (``NAME_in(..., like)``, for the kernels of a
+        spec with ``float32_arithmetic``): ``f_in(x, like)``, which return the data's type, and
+        every float constant typed ``F(...)``, F = data_float(like)."""
+        body = _FLOAT_LITERAL.sub(r"F(\1)", self._with_transcendentals("_in"))
+        return ("    F = data_float(like)\n" if "F(" in body else "") + body
+
+    def _with_transcendentals(self, suffix: str) -> str:
         body = self.body
         while match := _TRANSCENDENTAL_CALL.search(body):
             depth, end = 1, match.end()
             while depth:  # to the parenthesis that closes the call
                 depth += {"(": 1, ")": -1}.get(body[end], 0)
                 end += 1
-            body = f"{body[:match.start()]}{match.group(1)}_as({body[match.end():end - 1]}, like){body[end:]}"
+            body = f"{body[:match.start()]}{match.group(1)}{suffix}({body[match.end():end - 1]}, like){body[end:]}"
         return body
 
 
 _TRANSCENDENTAL_CALL = re.compile(r"(?<![\w.])(?:fast_)?(exp|log1p|log|log_of_unit)\(")
+_FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d+(?:e[-+]?\d+)?)(?![\w.])")
 
 
 class Primitive(sympy.Function):  # type: ignore[misc]

@@ -5,6 +5,7 @@ from typing import Any
 
 import sympy
 from sympy.codegen.cfunctions import log1p
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
 from .primitives import PRIMITIVES
@@ -46,6 +47,10 @@ class KernelPrinter(PythonCodePrinter):  # type: ignore[misc]
         super().__init__({"fully_qualified_modules": False, "standard": "python3"})
         self._primitive_names = {p.__name__: p.NUMBA.name for p in PRIMITIVES}
 
+    def _number(self, literal: str) -> str:
+        """A float constant as the kernel spells it (the data-precision printer types it)."""
+        return literal
+
     def _print_Function(self, expr: Any) -> str:
         name = type(expr).__name__
         if name in self._primitive_names:
@@ -72,11 +77,12 @@ class KernelPrinter(PythonCodePrinter):  # type: ignore[misc]
     def _print_sign(self, expr: Any) -> str:
         # torch: sign(0) = 0 and sign(nan) = 0
         z = self._print(expr.args[0])
-        return f"(1.0 if {z} > 0.0 else (-1.0 if {z} < 0.0 else 0.0))"
+        one, minus_one, zero = (self._number(v) for v in ("1.0", "-1.0", "0.0"))
+        return f"({one} if {z} > {zero} else ({minus_one} if {z} < {zero} else {zero}))"
 
     def _print_KroneckerDelta(self, expr: Any) -> str:
         a, b = (self._print(i) for i in expr.args)
-        return f"(1.0 if {a} == {b} else 0.0)"
+        return f"({self._number('1.0')} if {a} == {b} else {self._number('0.0')})"
 
     def _print_Indexed(self, expr: Any) -> str:
         # indices are integer loop variables or class targets: printed as they are
@@ -108,38 +114,38 @@ class KernelPrinter(PythonCodePrinter):  # type: ignore[misc]
         b = self.parenthesize(base, sympy.printing.precedence.PRECEDENCE["Mul"] + 1)
         if exponent.is_Integer and 0 < abs(int(exponent)) <= 4:
             product = "*".join([b] * abs(int(exponent)))
-            return f"({product})" if exponent > 0 else f"(1.0/({product}))"
+            return f"({product})" if exponent > 0 else f"({self._number('1.0')}/({product}))"
         if exponent == sympy.Rational(1, 2):
             return f"math.sqrt({self._print(base)})"
         if exponent == -sympy.Rational(1, 2):
-            return f"(1.0/math.sqrt({self._print(base)}))"
+            return f"({self._number('1.0')}/math.sqrt({self._print(base)}))"
         return f"({b}**{self._print(exponent)})"
 
     def _print_Rational(self, expr: Any) -> str:
-        return repr(float(expr))
+        return self._number(repr(float(expr)))
 
     _print_Half = _print_Rational
 
     def _print_Integer(self, expr: Any) -> str:
-        return f"{int(expr)}.0"
+        return self._number(f"{int(expr)}.0")
 
     def _print_Float(self, expr: Any) -> str:
-        return repr(float(expr))
+        return self._number(repr(float(expr)))
 
     def _print_Pi(self, expr: Any) -> str:
-        return repr(float(sympy.pi))
+        return self._number(repr(float(sympy.pi)))
 
     def _print_Exp1(self, expr: Any) -> str:
-        return repr(float(sympy.E))
+        return self._number(repr(float(sympy.E)))
 
     def _print_NaN(self, expr: Any) -> str:
-        return "math.nan"
+        return self._number("math.nan")
 
     def _print_Infinity(self, expr: Any) -> str:
-        return "math.inf"
+        return self._number("math.inf")
 
     def _print_NegativeInfinity(self, expr: Any) -> str:
-        return "(-math.inf)"
+        return self._number("(-math.inf)")
 
     def _print_BooleanTrue(self, expr: Any) -> str:
         return "True"
@@ -155,35 +161,98 @@ class PrecisionPrinter(KernelPrinter):
     torch rounds it computing in float32, and the result is accurate to float32, the precision of
     the output; the arithmetic around it stays float64."""
 
+    twin = "_as"  # the runtime's suffix of these functions
+
     def __init__(self, like: str) -> None:
         super().__init__()
         self.like = like
-        self._in_precision = {p.__name__: p.NUMBA.name for p in PRIMITIVES if p.NUMBA.transcendental}
+        self._twinned = {p.__name__: p.NUMBA.name for p in PRIMITIVES if p.NUMBA.transcendental}
+
+    def _call(self, name: str, args: Any) -> str:
+        printed = "".join(f"{self._print(a)}, " for a in args)
+        return f"rt.{name}{self.twin}({printed}{self.like})"
 
     def _print_Function(self, expr: Any) -> str:
         name = type(expr).__name__
-        if name in self._in_precision:
-            args = "".join(f"{self._print(a)}, " for a in expr.args)
-            return f"rt.{self._in_precision[name]}_as({args}{self.like})"
-        return str(super()._print_Function(expr))
+        if name in self._twinned:
+            return self._call(self._twinned[name], expr.args)
+        return str(KernelPrinter._print_Function(self, expr))
 
     def _print_exp(self, expr: Any) -> str:
-        return f"rt.exp_as({self._print(expr.args[0])}, {self.like})"
+        return self._call("exp", expr.args)
 
     def _print_shifted_exp(self, expr: Any) -> str:
-        return f"rt.shifted_exp_as({self._print(expr.args[0])}, {self.like})"
+        return f"rt.shifted_exp_as({self._print(expr.args[0])}, {self.like})"  # row kernels only
 
     def _print_log(self, expr: Any) -> str:
-        return f"rt.log_as({self._print(expr.args[0])}, {self.like})"
+        return self._call("log", expr.args)
 
     def _print_log1p(self, expr: Any) -> str:
-        return f"rt.log1p_as({self._print(expr.args[0])}, {self.like})"
+        return self._call("log1p", expr.args)
+
+
+DATA_FLOAT = "F"  # the kernel local that holds the data's float type (rt.data_float)
+
+
+class DataPrecisionPrinter(PrecisionPrinter):
+    """The arithmetic too in the data's precision (a spec's ``float32_arithmetic``): every
+    constant and Real is typed ``F(...)``, where the kernel sets ``F = rt.data_float(like)``,
+    and every exp, log and primitive is its ``_in`` twin, which returns the data's type; so
+    float32 data is computed in float32, at twice the vector width of float64.
+
+    Sums are ordered so that differences of the data come first: sympy flattens
+    ``(input - target) - beta/2`` into one Add, and ``-beta/2 + input - target`` would round
+    the large ``input - beta/2`` before the cancellation; torch subtracts the data first."""
+
+    def __init__(self, like: str, data: tuple[str, ...], reals: tuple[str, ...], leading: tuple[str, ...] = ()) -> None:
+        super().__init__(like)
+        self._twinned = dict(self._primitive_names)  # every primitive has an _in twin
+        self._data = set(data)
+        self._reals = set(reals)
+        self._leading = set(leading)
+
+    twin = "_in"
+
+    def _number(self, literal: str) -> str:
+        return f"{DATA_FLOAT}({literal})"
+
+    def _print_Symbol(self, expr: Any) -> str:
+        name = str(super()._print_Symbol(expr))
+        return self._number(name) if expr.name in self._reals else name
+
+    def _print_Mul(self, expr: Any) -> str:
+        """The upstream gradient (``leading``) multiplied in first, as torch's autograd does:
+        scale*w*(2x - 2t) is (scale*w)*(...), where w*(2x - 2t) alone overflows float32 at w =
+        x = 1e30 and torch's product does not."""
+        factors = list(expr.as_ordered_factors())
+        leading = [f for f in factors if isinstance(f, sympy.Symbol) and f.name in self._leading]
+        if not leading:
+            return str(super()._print_Mul(expr))
+        rest = sympy.Mul(*[f for f in factors if f not in leading])
+        sign = "-" if rest.could_extract_minus_sign() else ""
+        rest = -rest if sign else rest
+        text = sign + "*".join(self._print(f) for f in leading)
+        return text if rest == 1 else f"{text}*{self.parenthesize(rest, PRECEDENCE['Mul'], strict=True)}"
+
+    def _is_datum(self, term: sympy.Expr) -> bool:
+        """An element of the data, or its negation."""
+        symbol = -term if term.could_extract_minus_sign() else term
+        return isinstance(symbol, sympy.Symbol) and symbol.name in self._data
+
+    def _as_ordered_terms(self, expr: Any, order: Any = None) -> list[Any]:
+        terms = list(super()._as_ordered_terms(expr, order=order))
+        return [t for t in terms if self._is_datum(t)] + [t for t in terms if not self._is_datum(t)]
 
 
 _PRINTER = KernelPrinter()
 
 
-def to_code(expr: sympy.Expr, like: str = "") -> str:
+def to_code(expr: sympy.Expr, like: str = "", data: tuple[str, ...] | None = None, reals: tuple[str, ...] = (),
+            leading: tuple[str, ...] = ()) -> str:
     """The Numba source of one scalar expression; with ``like`` (the name of a kernel array),
-    exponentials and logarithms are computed in that array's precision."""
+    exponentials and logarithms are computed in that array's precision; with ``data`` (the
+    names of the loaded array elements) too all the arithmetic (``DataPrecisionPrinter``, which
+    multiplies the ``leading`` symbols in first)."""
+    if data is not None:
+        return str(DataPrecisionPrinter(like, data, reals, leading).doprint(expr))
     return str((PrecisionPrinter(like) if like else _PRINTER).doprint(expr))

@@ -168,6 +168,20 @@ def _holds_float32(like):
     return isinstance(like, numba.types.Array) and like.dtype == numba.types.float32
 
 
+def data_float(like):
+    """The float type of the array ``like`` (np.float32 or np.float64). The kernels of a spec
+    with ``float32_arithmetic`` type every constant and scalar with it: a bare 0.5 is a float64,
+    and one float64 operand turns the whole expression float64."""
+    return np.float32 if like.dtype == np.float32 else np.float64
+
+
+@numba.extending.overload(data_float, jit_options=JIT_HELPER)
+def _data_float(like):
+    if _holds_float32(like):
+        return lambda like: np.float32
+    return lambda like: np.float64
+
+
 # Row kernels run two rows per iteration (both in the same loops) up to these class counts: the
 # loops' set-up and the rows' chains of dependent work then overlap. Measured on the fused
 # cross_entropy kernel (2M elements, 2 threads, interleaved), two rows against one: float32
@@ -403,74 +417,106 @@ def fast_log1p32(u):
 
 
 # ---------------------------------------------------------------------------------------------
-# Precision by the kernel's data: float32 data gets float32 transcendentals. The kernels compute
-# in float64 and call these with float64 arguments; the argument is rounded to float32 (as torch,
-# which computes in float32, rounds it) and the result is accurate to float32, the precision of
-# the output. Twice the vector lanes and half the polynomial: the fused bce_with_logits kernel at
+# Precision by the kernel's data: float32 data gets float32 transcendentals. The *_in functions
+# return the data's type (the kernels of a spec with float32_arithmetic compute on in float32);
+# the *_as functions return it as a float64, for kernels whose arithmetic is float64. A float64
+# argument is rounded to float32 (as torch, which computes in float32, rounds it) and the result
+# is accurate to float32, the precision of the output. Twice the vector lanes and half the polynomial: the fused bce_with_logits kernel at
 # 1e6 float32 on one thread took 8.4 ms with float64 exp/log, 6.6 ms with these (4.0 ms with
 # 512-bit vectors, see _prefer_512_bit_vectors).
 # ---------------------------------------------------------------------------------------------
-@numba.njit(**JIT_HELPER)
-def exp_in_float32(x):
-    return np.float64(fast_exp32(np.float32(x)))
 
-
-@numba.njit(**JIT_HELPER)
-def log_in_float32(x):
-    return np.float64(fast_log32(np.float32(x)))
-
-
-@numba.njit(**JIT_HELPER)
-def log1p_in_float32(x):
-    return np.float64(fast_log1p32(np.float32(x)))
-
-
-def exp_as(x, like):
-    """exp(x) in the precision of the array ``like``: the kernels' data type decides."""
+def exp_in(x, like):
+    """exp(x) in the precision and type of the array ``like``."""
     return math.exp(x)
 
 
-def log_as(x, like):
-    """log(x) in the precision of the array ``like``."""
+@numba.extending.overload(exp_in, jit_options=JIT_HELPER)
+def _exp_in(x, like):
+    if _holds_float32(like):
+        return lambda x, like: fast_exp32(np.float32(x))
+    return lambda x, like: fast_exp(x)
+
+
+def log_in(x, like):
+    """log(x) in the precision and type of the array ``like``."""
     return math.log(x)
 
 
-def log1p_as(x, like):
-    """log1p(x) in the precision of the array ``like``."""
+@numba.extending.overload(log_in, jit_options=JIT_HELPER)
+def _log_in(x, like):
+    if _holds_float32(like):
+        return lambda x, like: fast_log32(np.float32(x))
+    return lambda x, like: fast_log(x)
+
+
+def log1p_in(x, like):
+    """log1p(x) in the precision and type of the array ``like``."""
     return math.log1p(x)
+
+
+@numba.extending.overload(log1p_in, jit_options=JIT_HELPER)
+def _log1p_in(x, like):
+    if _holds_float32(like):
+        return lambda x, like: fast_log1p32(np.float32(x))
+    return lambda x, like: fast_log1p(x)
+
+
+def log_of_unit_in(x, like):
+    """log(1 + x) for -0.4 < x <= 1 (no range reduction) in the precision and type of the array ``like``."""
+    return math.log1p(x)
+
+
+@numba.extending.overload(log_of_unit_in, jit_options=JIT_HELPER)
+def _log_of_unit_in(x, like):
+    if _holds_float32(like):
+        return lambda x, like: log_of_unit32(np.float32(x))
+    return lambda x, like: log_of_unit(x)
+
+
+
+# The same as float64 values, for the kernels whose arithmetic is float64 (overloads, as the
+# _in functions: LLVM then inlines them into the vectorized loops).
+
+def exp_as(x, like):
+    """exp_in(x, like) as a float64."""
+    return np.float64(exp_in(x, like))
 
 
 @numba.extending.overload(exp_as, jit_options=JIT_HELPER)
 def _exp_as(x, like):
-    if _holds_float32(like):
-        return lambda x, like: exp_in_float32(x)
-    return lambda x, like: fast_exp(x)
+    return lambda x, like: np.float64(exp_in(x, like))
+
+
+def log_as(x, like):
+    """log_in(x, like) as a float64."""
+    return np.float64(log_in(x, like))
 
 
 @numba.extending.overload(log_as, jit_options=JIT_HELPER)
 def _log_as(x, like):
-    if _holds_float32(like):
-        return lambda x, like: log_in_float32(x)
-    return lambda x, like: fast_log(x)
+    return lambda x, like: np.float64(log_in(x, like))
+
+
+def log1p_as(x, like):
+    """log1p_in(x, like) as a float64."""
+    return np.float64(log1p_in(x, like))
 
 
 @numba.extending.overload(log1p_as, jit_options=JIT_HELPER)
 def _log1p_as(x, like):
-    if _holds_float32(like):
-        return lambda x, like: log1p_in_float32(x)
-    return lambda x, like: fast_log1p(x)
+    return lambda x, like: np.float64(log1p_in(x, like))
 
 
 def log_of_unit_as(x, like):
-    """log(1 + x) for -0.4 < x <= 1 (no range reduction) in the precision of the array ``like``."""
-    return math.log1p(x)
+    """log_of_unit_in(x, like) as a float64."""
+    return np.float64(log_of_unit_in(x, like))
 
 
 @numba.extending.overload(log_of_unit_as, jit_options=JIT_HELPER)
 def _log_of_unit_as(x, like):
-    if _holds_float32(like):
-        return lambda x, like: np.float64(log_of_unit32(np.float32(x)))
-    return lambda x, like: log_of_unit(x)
+    return lambda x, like: np.float64(log_of_unit_in(x, like))
+
 
 
 # The primitives' helpers are thin wrappers around the fast_* functions. Left to LLVM, a wrapper
@@ -627,6 +673,118 @@ def xlogy_as(a, b, like):
     if a == 0.0 and not math.isnan(b):
         return 0.0
     return a * log_as(b, like)
+
+
+
+# Every primitive wholly in the data's precision and type, for the kernels of a spec with
+# float32_arithmetic: the body with exp_in, log_in, ... and its constants typed F(...).
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def abs_pow_in(x, p, like):
+    return abs(x) ** p
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def bce_term_in(x, y, like):
+    F = data_float(like)
+    log_x = log_in(x, like)
+    log_x = log_x if log_x > -F(100.0) else -F(100.0)
+    log_1mx = log1p_in(-x, like)
+    log_1mx = log_1mx if log_1mx > -F(100.0) else -F(100.0)
+    return -(y * log_x + (F(1.0) - y) * log_1mx)
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def clamp_min_ad_in(z, lo, like):
+    return lo if (z < lo or lo != lo) else z
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def clamp_min_st_in(v, lo, like):
+    return lo if (v < lo or lo != lo) else v
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def indicator_in(c, like):
+    F = data_float(like)
+    return F(1.0) if c else F(0.0)
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def logaddexp_in(a, b, like):
+    F = data_float(like)
+    m = a if a > b else b
+    finite = m > -math.inf and m < math.inf
+    shift = m if finite else F(0.0)
+    total = shift + log_in(exp_in(a - shift, like) + exp_in(b - shift, like), like)
+    return total if finite else m
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def logsumexp3_in(a, b, c, like):
+    F = data_float(like)
+    m = a if a > b else b
+    m = m if m > c else c
+    finite = m > -math.inf and m < math.inf
+    shift = m if finite else F(0.0)
+    total = shift + log_in(exp_in(a - shift, like) + exp_in(b - shift, like) + exp_in(c - shift, like), like)
+    return total if finite else m
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def minimum_in(a, b, like):
+    return a if (a < b or a != a) else b
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def norm_root_in(s, p, like):
+    F = data_float(like)
+    if p == F(2.0):
+        return math.sqrt(s)
+    return s ** (F(1.0) / p)
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def peak_in(t, m, like):
+    F = data_float(like)
+    return F(1.0) if (t == m or t != t) else F(0.0)
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def ratio_in(a, b, like):
+    return a / b
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def sigmoid_in(z, like):
+    F = data_float(like)
+    e = exp_in(-abs(z), like)
+    return F(1.0) / (F(1.0) + e) if z >= F(0.0) else e / (F(1.0) + e)
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def softplus_in(z, like):
+    F = data_float(like)
+    return (z if z > F(0.0) else F(0.0)) + log_of_unit_in(exp_in(-abs(z), like), like)
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def two_forms_in(v, d, like):
+    return v
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def where_in(c, a, b, like):
+    return a if c else b
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def xlogy_in(a, b, like):
+    F = data_float(like)
+    if a == F(0.0) and not math.isnan(b):
+        return F(0.0)
+    return a * log_in(b, like)
 
 
 # LLVM guards each vectorized loop that stores with a runtime check that the stores cannot overlap

@@ -36,6 +36,7 @@ SPEC = Loss(
         Reduction("mean"),
     ),
     element=element,
+    float32_arithmetic=True,
     prepare=prepare,
     notes=(
         "As torch: each log is clamped at -100; the input gradient is (x - y)/max(x(1 - x), 1e-12); "

@@ -30,6 +30,7 @@ SPEC = Loss(
         OptionalTensor("weight", doc="per-element weight, exactly the shape of input; 'mean' divides by the count"),
     ),
     element=element,
+    float32_arithmetic=True,
     prepare=prepare,
     result_dtype="input",
     test_options=({"delta": 0.5}, {"delta": 2.0}),

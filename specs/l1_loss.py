@@ -22,6 +22,7 @@ SPEC = Loss(
         OptionalTensor("weight", doc="per-element weight, exactly the shape of input; 'mean' divides by its sum"),
     ),
     element=element,
+    float32_arithmetic=True,
     mean=SumOf("weight"),
     prepare=prepare,
     notes=("The gradient at input == target is 0, and at a nan difference it is 0, as torch's sign().",),

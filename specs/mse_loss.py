@@ -21,6 +21,7 @@ SPEC = Loss(
         OptionalTensor("weight", doc="per-element weight, exactly the shape of input; 'mean' divides by its sum"),
     ),
     element=element,
+    float32_arithmetic=True,
     mean=SumOf("weight"),
     prepare=prepare,
 )

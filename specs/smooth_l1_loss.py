@@ -32,6 +32,7 @@ SPEC = Loss(
         Real("beta", 1.0, doc="the switch point; 0 gives l1_loss; negative is an error"),
     ),
     element=element,
+    float32_arithmetic=True,
     prepare=prepare,
     test_options=({"beta": 0.0}, {"beta": 0.5}, {"beta": 2.0}),
 )

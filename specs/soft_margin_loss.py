@@ -21,6 +21,7 @@ SPEC = Loss(
         Reduction("mean"),
     ),
     element=element,
+    float32_arithmetic=True,
     prepare=prepare,
     result_dtype="input",
     notes=(

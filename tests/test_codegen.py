@@ -47,6 +47,24 @@ def test_printer_exact_strings(expr, code):
     assert to_code(expr) == code
 
 
+def test_data_precision_printer_types_constants_and_subtracts_the_data_first():
+    """float32_arithmetic: every constant and Real in the data's type F (a bare 0.5 would widen
+    the expression to float64), exp, log and the primitives as their _in twins (which return
+    the data's type), and differences of the data before anything else is added."""
+    x, t, beta, tmp = sympy.symbols("input target beta _t0", real=True)
+    expr = sympy.Piecewise((x - t - beta / 2, x - t > beta), (sympy.sign(x) * tmp**-1, True))
+    assert to_code(expr, "input_a", ("input", "target"), ("beta",)) == (
+        "(input - target - F(0.5)*F(beta) if (F(beta) < input - target) else "
+        "(F(1.0) if input > F(0.0) else (F(-1.0) if input < F(0.0) else F(0.0)))/_t0)"
+    )
+    assert to_code(sympy.exp(tmp) + 1, "input_a", ("input",)) == "rt.exp_in(_t0, input_a) + F(1.0)"
+    # the upstream gradient multiplies first (scale*w*d, not scale*(w*d), which can overflow)
+    w, scale = sympy.symbols("weight scale", real=True)
+    assert to_code(-scale * w * tmp, "input_a", ("input", "weight"), ("scale",), ("scale",)) == "-F(scale)*_t0*weight"
+    # without data, the float64 printer: plain literals and sympy's order
+    assert to_code(x - t - beta / 2, "input_a") == "-0.5*beta + input - target"
+
+
 def test_printer_primitives_call_the_runtime():
     from compiler.primitives import PRIMITIVES
 

@@ -247,26 +247,29 @@ def test_float32_logs_special_values_as_libm(name):
             assert abs(float(mine) - float(theirs)) <= 2 * float(np.spacing(np.abs(theirs))), (value, mine, theirs)
 
 
-@pytest.mark.parametrize("name", ["exp_as", "log_as", "log1p_as", "log_of_unit_as"])
+@pytest.mark.parametrize("name", ["exp", "log", "log1p", "log_of_unit"])
 def test_transcendentals_follow_the_array_dtype(name):
     """float64 data: the float64 helper, bit for bit; float32 data: the float32 helper on the
-    argument rounded to float32."""
-    helper = getattr(rt, name)
+    argument rounded to float32, returned as a float64 by NAME_as (float64 arithmetic) and as the
+    float32 itself by NAME_in (float32_arithmetic kernels compute on in float32)."""
+    as_float64, in_data_type = getattr(rt, f"{name}_as"), getattr(rt, f"{name}_in")
 
     @numba.njit(**FASTMATH)
     def apply(x, like):
-        return helper(x, like)
+        return as_float64(x, like), in_data_type(x, like)
 
-    float64_twin = {"exp_as": rt.fast_exp, "log_as": rt.fast_log, "log1p_as": rt.fast_log1p,
-                    "log_of_unit_as": rt.log_of_unit}[name]
-    float32_twin = {"exp_as": rt.fast_exp32, "log_as": rt.fast_log32, "log1p_as": rt.fast_log1p32,
-                    "log_of_unit_as": rt.log_of_unit32}[name]
+    float64_twin = {"exp": rt.fast_exp, "log": rt.fast_log, "log1p": rt.fast_log1p, "log_of_unit": rt.log_of_unit}[name]
+    float32_twin = {"exp": rt.fast_exp32, "log": rt.fast_log32, "log1p": rt.fast_log1p32,
+                    "log_of_unit": rt.log_of_unit32}[name]
     for x in [0.1234567891234, 0.75, 3.3]:
-        if name == "log_of_unit_as" and x > 1.0:
+        if name == "log_of_unit" and x > 1.0:
             continue
-        assert apply(x, np.zeros(1)) == float64_twin(x)
-        assert apply(x, np.zeros(1, np.float32)) == np.float64(float32_twin(np.float32(x)))
-        assert apply(x, np.zeros(1, np.float32)) != apply(x, np.zeros(1))  # the float32 path ran
+        assert apply(x, np.zeros(1)) == (float64_twin(x), float64_twin(x))
+        expected = float32_twin(np.float32(x))
+        assert apply(x, np.zeros(1, np.float32)) == (np.float64(expected), expected)
+        assert apply(x, np.zeros(1, np.float32))[0] != apply(x, np.zeros(1))[0]  # the float32 path ran
+    (compiled,) = [sig for sig in apply.nopython_signatures if sig.args[1].dtype == numba.float32]
+    assert compiled.return_type == numba.types.Tuple((numba.float64, numba.float32))
 
 
 # ---------------------------------------------------------------------------------------------

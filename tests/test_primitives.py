@@ -171,35 +171,70 @@ PRECISION_POINTS = {
 }
 
 
+def twin_caller(twin, arity):
+    """A jitted call(args, like) of a helper's twin; x / 0 is inf (the kernels' error model)."""
+    import numba
+
+    return numba.njit(error_model="numpy")({
+        1: lambda args, like: twin(args[0], like),
+        2: lambda args, like: twin(args[0], args[1], like),
+        3: lambda args, like: twin(args[0], args[1], args[2], like),
+    }[arity])
+
+
 def test_every_transcendental_primitive_has_a_precision_twin():
     assert {p.NUMBA.name for p in P.PRIMITIVES if p.NUMBA.transcendental} == set(PRECISION_POINTS)
 
 
-@pytest.mark.parametrize("name", sorted(PRECISION_POINTS))
-def test_precision_twins(name):
+# every primitive also exists wholly in the data's precision and type, NAME_in(..., like), for
+# the kernels of a spec with float32_arithmetic
+DATA_PRECISION_POINTS = {
+    **PRECISION_POINTS,
+    "ratio": ([(1.0, 3.0), (-2.5, 0.1), (0.0, 0.0), (1.0, 0.0)], lambda a, b: a / b if b else math.nan if a == 0 else math.copysign(math.inf, a)),
+    "clamp_min_st": ([(0.3, 0.5), (0.7, 0.5), (math.nan, 0.5), (-math.inf, 1e-6)], lambda v, lo: lo if (v < lo or lo != lo) else v),
+    "indicator": ([(True,), (False,)], lambda c: 1.0 if c else 0.0),
+    "clamp_min_ad": ([(0.3, 0.5), (0.7, 0.5), (math.nan, 0.5)], lambda z, lo: lo if (z < lo or lo != lo) else z),
+    "minimum": ([(0.3, 0.5), (2.0, -1.0), (math.nan, 1.0)], lambda a, b: a if (a < b or a != a) else b),
+    "peak": ([(1.5, 1.5), (1.0, 2.0), (math.nan, 2.0)], lambda t, m: 1.0 if (t == m or t != t) else 0.0),
+    "abs_pow": ([(2.0, 3.0), (-1.5, 0.5), (0.0, 2.0)], lambda x, p: float(mpmath.power(abs(x), p))),
+    "norm_root": ([(4.0, 2.0), (8.0, 3.0), (0.0, 2.0)], lambda v, p: float(mpmath.power(v, 1 / mpmath.mpf(p)))),
+    "two_forms": ([(0.25, 7.0)], lambda v, d: v),
+    "where": ([(True, 0.25, 7.0), (False, 0.25, 7.0)], lambda c, a, b: a if c else b),
+}
+
+
+def test_every_primitive_has_a_data_precision_twin():
+    assert {p.NUMBA.name for p in P.PRIMITIVES} == set(DATA_PRECISION_POINTS)
+
+
+@pytest.mark.parametrize(
+    "suffix,name", [("_as", n) for n in sorted(PRECISION_POINTS)] + [("_in", n) for n in sorted(DATA_PRECISION_POINTS)]
+)
+def test_precision_twins(suffix, name):
     """float64 data: the float64 helper bit for bit; float32 data: within 4 float32 ulp of the
-    exact value at float32 arguments (the kernels' float32 path), and the same inf and nan."""
+    exact value at float32 arguments (the kernels' float32 path), and the same inf and nan;
+    NAME_as returns a float64, NAME_in a float32 (one float64 constant in it would widen the
+    arithmetic of a float32_arithmetic kernel)."""
     import numba
 
     rt = runtime()
-    points, exact = PRECISION_POINTS[name]
-    twin, plain = getattr(rt, f"{name}_as"), getattr(rt, name)
-    call = numba.njit({
-        1: lambda args, like: twin(args[0], like),
-        2: lambda args, like: twin(args[0], args[1], like),
-        3: lambda args, like: twin(args[0], args[1], args[2], like),
-    }[len(points[0])])
+    points, exact = (PRECISION_POINTS if suffix == "_as" else DATA_PRECISION_POINTS)[name]
+    call, plain = twin_caller(getattr(rt, name + suffix), len(points[0])), getattr(rt, name)
     for args in points:
         got64 = call(args, np.zeros(1))
         assert got64 == plain(*args) or (math.isnan(got64) and math.isnan(plain(*args))), (name, args)
         with np.errstate(over="ignore"):  # 1e300 rounds to inf in float32
-            rounded = tuple(float(np.float32(v)) for v in args)
-        got32, reference = call(rounded, np.zeros(1, np.float32)), exact(*rounded)
+            rounded = tuple(v if isinstance(v, bool) else np.float32(v) for v in args)
+        got32 = call(rounded, np.zeros(1, np.float32))
+        (compiled,) = [sig for sig in call.nopython_signatures if sig.args[1].dtype == numba.float32
+                       and sig.args[0] == numba.typeof(rounded)]
+        assert compiled.return_type == (numba.float32 if suffix == "_in" else numba.float64), (name, args)
+        reference = exact(*(v if isinstance(v, bool) else float(v) for v in rounded))
         if math.isnan(reference) or math.isinf(reference) or reference == 0.0:
             assert got32 == reference or (math.isnan(got32) and math.isnan(reference)), (name, args, got32)
         else:
             tolerance = 4 * float(np.spacing(np.float32(abs(reference))))
-            assert abs(got32 - reference) <= tolerance, (name, args, got32, reference)
+            assert abs(float(got32) - reference) <= tolerance, (name, args, got32, reference)
 
 
 def test_xlogy_helper():
