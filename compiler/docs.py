@@ -108,6 +108,7 @@ class DocPage:
     adjoint: tuple[DocEquation, ...] = ()
     convention: str = ""
     features: bool = False  # a pair loss: one value per row, over the features (compiler/pair.py)
+    float32_arithmetic: bool = False  # float32 data computed in float32 (lang.Loss.float32_arithmetic)
 
 
 _TEXT_ESCAPES = (
@@ -853,4 +854,5 @@ def page(loaded: LoadedSpec) -> DocPage:
         variants=tuple(doc_variants),
         primitives=tuple(_primitive_doc(c) for c in primitives),
         notes=tuple(tex_escape(n) for n in spec.notes),
+        float32_arithmetic=spec.float32_arithmetic,
     )
