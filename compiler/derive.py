@@ -209,6 +209,7 @@ def _variant(
     arguments: dict[str, object] = {}
     arrays: list[str] = []
     reals: list[str] = []
+    nonzero: dict[sympy.Symbol, sympy.Symbol] = {}
     for p in spec.params:
         if isinstance(p, Tensor):
             arguments[p.name] = symbols[p.name]
@@ -219,10 +220,15 @@ def _variant(
                 arrays.append(p.name)
         elif isinstance(p, Real):
             arguments[p.name] = symbols[p.name] if given.get(p.name, True) else sympy.Integer(0)
+            if p.specialize_zero and given.get(p.name, True):
+                # the kernel for nonzero values: sympy knows it, so the spec's branch for 0
+                # (Piecewise((..., Eq(beta, 0)), ...)) folds away instead of running per element
+                arguments[p.name] = sympy.Symbol(p.name, real=True, nonzero=True)
+                nonzero[arguments[p.name]] = symbols[p.name]
             reals.append(p.name)
         elif isinstance(p, Flag):
             arguments[p.name] = dict(flags)[p.name]
-    loss = build_loss(path, spec, arguments)
+    loss = build_loss(path, spec, arguments).xreplace(nonzero)
     allowed = {symbols[n] for n in arrays + reals}
     stray = loss.free_symbols - allowed
     if stray:

@@ -28,16 +28,12 @@ def _forward_plain(input_a, target_a, beta, loss_out, partials, nchunks, store):
             for i in range(m):
                 input = input_c[i]
                 target = target_c[i]
-                _t0 = input - target
-                _t1 = (F(0.5))*F(beta)
-                loss_c[i] = (abs(_t0) if (F(beta) == F(0.0)) else (-_t0 - _t1 if (_t0 < -F(beta)) else (input - target - _t1 if (_t0 > F(beta)) else (F(0.5))*(_t0*_t0)/F(beta))))
+                loss_c[i] = abs(input - target)
         else:
             for i in range(m):
                 input = input_c[i]
                 target = target_c[i]
-                _t0 = input - target
-                _t1 = (F(0.5))*F(beta)
-                acc += (abs(_t0) if (F(beta) == F(0.0)) else (-_t0 - _t1 if (_t0 < -F(beta)) else (input - target - _t1 if (_t0 > F(beta)) else (F(0.5))*(_t0*_t0)/F(beta))))
+                acc += abs(input - target)
         partials[chunk] = acc
 
 
@@ -64,16 +60,92 @@ def _fused_plain(input_a, target_a, beta, go_a, scale, use_array, loss_out, part
                 input = input_c[i]
                 target = target_c[i]
                 _t0 = input - target
-                _t1 = (F(beta) == F(0.0))
-                _t2 = (F(0.5))*F(beta)
-                _t3 = (F(beta) < -_t0)
-                _t4 = (F(beta) < _t0)
-                _t5 = (F(0.5))/F(beta)
-                _t6 = (F(1.0) if _t0 > F(0.0) else (F(-1.0) if _t0 < F(0.0) else F(0.0)))
-                _t7 = F(2.0)*input - F(2.0)*target
-                loss_c[i] = (abs(_t0) if _t1 else (-_t0 - _t2 if _t3 else (input - target - _t2 if _t4 else (_t0*_t0)*_t5)))
-                input_gc[i] = F(scale)*(_t6 if _t1 else (F(-1.0) if _t3 else (F(1.0) if _t4 else _t5*_t7)))
-                target_gc[i] = F(scale)*(-_t6 if _t1 else (F(1.0) if _t3 else (F(-1.0) if _t4 else -_t5*_t7)))
+                _t1 = F(scale)*(F(1.0) if _t0 > F(0.0) else (F(-1.0) if _t0 < F(0.0) else F(0.0)))
+                loss_c[i] = abs(_t0)
+                input_gc[i] = _t1
+                target_gc[i] = -_t1
+        elif use_array:
+            go_c = go_a[lo:hi]
+            for i in range(m):
+                s = go_c[i]
+                input = input_c[i]
+                target = target_c[i]
+                _t0 = s*(F(1.0) if input - target > F(0.0) else (F(-1.0) if input - target < F(0.0) else F(0.0)))
+                input_gc[i] = _t0
+                target_gc[i] = -_t0
+        else:
+            for i in range(m):
+                input = input_c[i]
+                target = target_c[i]
+                _t0 = input - target
+                _t1 = F(scale)*(F(1.0) if _t0 > F(0.0) else (F(-1.0) if _t0 < F(0.0) else F(0.0)))
+                acc += abs(_t0)
+                input_gc[i] = _t1
+                target_gc[i] = -_t1
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _forward_beta(input_a, target_a, beta, loss_out, partials, nchunks, store):
+    n = input_a.shape[0]
+    size = (n + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, n)
+        hi = min(lo + size, n)
+        m = hi - lo
+        F = rt.data_float(input_a)  # the arithmetic's type: float32 for float32 data
+        input_c = input_a[lo:hi]
+        target_c = target_a[lo:hi]
+        acc = 0.0
+        if store:
+            loss_c = loss_out[lo:hi]
+            for i in range(m):
+                input = input_c[i]
+                target = target_c[i]
+                _t0 = (F(0.5))*F(beta)
+                _t1 = input - target
+                loss_c[i] = (-_t0 - _t1 if (_t1 < -F(beta)) else (input - target - _t0 if (_t1 > F(beta)) else (F(0.5))*(_t1*_t1)/F(beta)))
+        else:
+            for i in range(m):
+                input = input_c[i]
+                target = target_c[i]
+                _t0 = (F(0.5))*F(beta)
+                _t1 = input - target
+                acc += (-_t0 - _t1 if (_t1 < -F(beta)) else (input - target - _t0 if (_t1 > F(beta)) else (F(0.5))*(_t1*_t1)/F(beta)))
+        partials[chunk] = acc
+
+
+@numba.njit(**rt.JIT_KERNEL)
+def _fused_beta(input_a, target_a, beta, go_a, scale, use_array, loss_out, partials, nchunks, store, input_g, target_g):
+    # store: loss per element, gradients times scale (value_and_grad, 'none');
+    # use_array: gradients times grad_output per element, no loss (backward, 'none');
+    # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
+    n = input_a.shape[0]
+    size = (n + nchunks - 1) // nchunks
+    for chunk in numba.prange(nchunks):
+        lo = min(chunk * size, n)
+        hi = min(lo + size, n)
+        m = hi - lo
+        F = rt.data_float(input_a)  # the arithmetic's type: float32 for float32 data
+        input_c = input_a[lo:hi]
+        target_c = target_a[lo:hi]
+        input_gc = input_g[lo:hi]
+        target_gc = target_g[lo:hi]
+        acc = 0.0
+        if store:
+            loss_c = loss_out[lo:hi]
+            for i in range(m):
+                input = input_c[i]
+                target = target_c[i]
+                _t0 = (F(0.5))*F(beta)
+                _t1 = input - target
+                _t2 = (F(beta) < -_t1)
+                _t3 = (F(beta) < _t1)
+                _t4 = (F(0.5))/F(beta)
+                _t5 = F(2.0)*input - F(2.0)*target
+                loss_c[i] = (-_t0 - _t1 if _t2 else (input - target - _t0 if _t3 else (_t1*_t1)*_t4))
+                input_gc[i] = F(scale)*(F(-1.0) if _t2 else (F(1.0) if _t3 else _t4*_t5))
+                target_gc[i] = F(scale)*(F(1.0) if _t2 else (F(-1.0) if _t3 else -_t4*_t5))
         elif use_array:
             go_c = go_a[lo:hi]
             for i in range(m):
@@ -81,29 +153,25 @@ def _fused_plain(input_a, target_a, beta, go_a, scale, use_array, loss_out, part
                 input = input_c[i]
                 target = target_c[i]
                 _t0 = input - target
-                _t1 = (F(1.0) if _t0 > F(0.0) else (F(-1.0) if _t0 < F(0.0) else F(0.0)))
-                _t2 = (F(beta) == F(0.0))
-                _t3 = (F(beta) < -_t0)
-                _t4 = (F(beta) < _t0)
-                _t5 = F(2.0)*input - F(2.0)*target
-                _t6 = (F(0.5))/F(beta)
-                input_gc[i] = s*(_t1 if _t2 else (F(-1.0) if _t3 else (F(1.0) if _t4 else _t5*_t6)))
-                target_gc[i] = s*(-_t1 if _t2 else (F(1.0) if _t3 else (F(-1.0) if _t4 else -_t5*_t6)))
+                _t1 = (F(beta) < -_t0)
+                _t2 = (F(beta) < _t0)
+                _t3 = F(2.0)*input - F(2.0)*target
+                _t4 = (F(0.5))/F(beta)
+                input_gc[i] = s*(F(-1.0) if _t1 else (F(1.0) if _t2 else _t3*_t4))
+                target_gc[i] = s*(F(1.0) if _t1 else (F(-1.0) if _t2 else -_t3*_t4))
         else:
             for i in range(m):
                 input = input_c[i]
                 target = target_c[i]
-                _t0 = input - target
-                _t1 = (F(beta) == F(0.0))
-                _t2 = (F(0.5))*F(beta)
-                _t3 = (F(beta) < -_t0)
-                _t4 = (F(beta) < _t0)
-                _t5 = (F(0.5))/F(beta)
-                _t6 = (F(1.0) if _t0 > F(0.0) else (F(-1.0) if _t0 < F(0.0) else F(0.0)))
-                _t7 = F(2.0)*input - F(2.0)*target
-                acc += (abs(_t0) if _t1 else (-_t0 - _t2 if _t3 else (input - target - _t2 if _t4 else (_t0*_t0)*_t5)))
-                input_gc[i] = F(scale)*(_t6 if _t1 else (F(-1.0) if _t3 else (F(1.0) if _t4 else _t5*_t7)))
-                target_gc[i] = F(scale)*(-_t6 if _t1 else (F(1.0) if _t3 else (F(-1.0) if _t4 else -_t5*_t7)))
+                _t0 = (F(0.5))*F(beta)
+                _t1 = input - target
+                _t2 = (F(beta) < -_t1)
+                _t3 = (F(beta) < _t1)
+                _t4 = (F(0.5))/F(beta)
+                _t5 = F(2.0)*input - F(2.0)*target
+                acc += (-_t0 - _t1 if _t2 else (input - target - _t0 if _t3 else (_t1*_t1)*_t4))
+                input_gc[i] = F(scale)*(F(-1.0) if _t2 else (F(1.0) if _t3 else _t4*_t5))
+                target_gc[i] = F(scale)*(F(1.0) if _t2 else (F(-1.0) if _t3 else -_t4*_t5))
         partials[chunk] = acc
 
 
@@ -123,7 +191,7 @@ _LOSS = rt.ElementwiseLoss(
     differentiable=('input', 'target'),
     optional=(),
     reals=('beta',),
-    nonzero=(),
+    nonzero=('beta',),
     flags=(),
     choices={},
     lenient=(),
@@ -148,7 +216,8 @@ _LOSS = rt.ElementwiseLoss(
     integers_promote=False,
     prepare=_prepare,
     variants={
-        (): (_forward_plain, _fused_plain),
+        (False, ): (_forward_plain, _fused_plain),
+        (True, ): (_forward_beta, _fused_beta),
     },
 )
 

@@ -29,7 +29,7 @@ SPEC = Loss(
         Legacy("size_average"),
         Legacy("reduce"),
         Reduction("mean"),
-        Real("beta", 1.0, doc="the switch point; 0 gives l1_loss; negative is an error"),
+        Real("beta", 1.0, doc="the switch point; 0 gives l1_loss; negative is an error", specialize_zero=True),
     ),
     element=element,
     float32_arithmetic=True,

@@ -372,3 +372,21 @@ def test_label_sums_run_over_the_listed_labels_only():
                 assert [s.guard for s in full if s in body.per_class] == ["target_count_r[k] != 0.0"]
             # a sum over all C classes only ever sits inside one over the labels or under a guard
             assert all(s.guard or any(s in o.body for o in over_labels) for s in full)
+
+
+def test_specialize_zero_folds_the_branch_for_zero_out_of_the_nonzero_kernel():
+    """smooth_l1's element starts Piecewise((|d|, Eq(beta, 0)), ...). With specialize_zero its
+    kernel for nonzero beta never tests beta == 0 per element (that select chain kept the fused
+    loop at half speed: 1e6 float32, 1 thread, 0.61 -> 0.31 ms), and its kernel for 0 is l1's."""
+    from compiler.lower import lower
+
+    (loaded,) = [s for s in support.LOSSES if s.name == "smooth_l1_loss"]
+    kernels = {v.key: v for v in lower(loaded).variants}
+    assert set(kernels) == {"plain", "beta"}
+
+    def code(variant):
+        body = variant.fused
+        return "\n".join([c for _, c in body.temporaries] + [body.loss] + [c for _, c in body.gradients])
+
+    assert "F(beta)" in code(kernels["beta"]) and "== F(0.0)" not in code(kernels["beta"])
+    assert "beta" not in code(kernels["plain"]) and "abs(" in code(kernels["plain"])
