@@ -17,9 +17,10 @@ def prepare(a):
         raise rt.InvalidArgument("Found dtype {} but expected {}".format(y.dtype, x.dtype))
     if x.dtype.kind != "f":
         raise ValueError("binary_cross_entropy needs floating point input, got {}".format(x.dtype))
-    if not rt.all_within(x, 0.0, 1.0):
+    outside_input, outside_target = rt.outside_counts((x, y), 0.0, 1.0)  # one pass over both
+    if outside_input:
         raise rt.InvalidArgument("all elements of input should be between 0 and 1")
-    if not rt.all_within(y, 0.0, 1.0):
+    if outside_target:
         raise rt.InvalidArgument("all elements of target should be between 0 and 1")
     a.require_inside("input")
 

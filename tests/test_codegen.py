@@ -390,3 +390,25 @@ def test_specialize_zero_folds_the_branch_for_zero_out_of_the_nonzero_kernel():
 
     assert "F(beta)" in code(kernels["beta"]) and "== F(0.0)" not in code(kernels["beta"])
     assert "beta" not in code(kernels["plain"]) and "abs(" in code(kernels["plain"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_outside_counts_counts_each_array_in_one_parallel_pass(dtype):
+    """rt.outside_counts: per array, the elements outside [lo, hi] (nan is outside, -0.0 and the
+    bounds are inside), over many chunks, with bounds exact in float32 (compared in float32)
+    or not (0.1: compared in float64, so 0.1f, above 0.1, is inside)."""
+    from generated import _runtime as rt
+
+    rng = np.random.default_rng(5)
+    n = 5 * rt.CHUNK_ELEMENTS + 7  # several chunks, a ragged last one
+    first = rng.uniform(0, 1, n).astype(dtype)
+    second = rng.uniform(0, 1, n).astype(dtype)
+    first[[0, rt.CHUNK_ELEMENTS - 1, n - 1]] = [1.5, np.nan, -1e-30]
+    second[[1, 2 * rt.CHUNK_ELEMENTS]] = [-0.0, 1.0]
+    for lo, hi in [(0.0, 1.0), (0.1, 0.9), (-np.inf, np.inf), (0.0, np.inf)]:
+        expected = [int(np.count_nonzero(~((a.astype(np.float64) >= lo) & (a.astype(np.float64) <= hi))))
+                    for a in (first, second)]
+        assert rt.outside_counts((first, second), lo, hi) == expected, (lo, hi)
+        assert rt.outside_counts((second,), lo, hi) == expected[1:]
+        assert rt.all_within(first, lo, hi) == (expected[0] == 0)
+    assert rt.outside_counts((first[:0], second[:3]), 0.0, 1.0) == [0, 0]
