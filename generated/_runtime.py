@@ -421,9 +421,9 @@ def fast_log1p32(u):
 # return the data's type (the kernels of a spec with float32_arithmetic compute on in float32);
 # the *_as functions return it as a float64, for kernels whose arithmetic is float64. A float64
 # argument is rounded to float32 (as torch, which computes in float32, rounds it) and the result
-# is accurate to float32, the precision of the output. Twice the vector lanes and half the polynomial: the fused bce_with_logits kernel at
-# 1e6 float32 on one thread took 8.4 ms with float64 exp/log, 6.6 ms with these (4.0 ms with
-# 512-bit vectors, see _prefer_512_bit_vectors).
+# is accurate to float32, the precision of the output. Twice the vector lanes and half the
+# polynomial: the fused bce_with_logits kernel at 1e6 float32 on one thread took 8.4 ms with
+# float64 exp/log, 6.6 ms with these (4.0 ms with 512-bit vectors, see _prefer_512_bit_vectors).
 # ---------------------------------------------------------------------------------------------
 
 def exp_in(x, like):
@@ -974,7 +974,7 @@ def _outside(flat, lo, hi):
     outside = 0
     for i in range(flat.shape[0]):
         v = flat[i]
-        outside += 1 - np.int32((v >= lo) & (v <= hi))  # nan is outside; int32: 16 lanes for float32
+        outside += 1 - np.int32((v >= lo) & (v <= hi))  # nan is outside; int32: 16 float32 lanes (0.14 -> 0.09 ms)
     return outside
 
 
@@ -993,7 +993,7 @@ def _count_outside(first, second, lo, hi, nchunks, counts):
 def outside_counts(arrays, lo, hi):
     """How many elements of each of one or two arrays lie outside [lo, hi] (nan does), in one
     parallel pass over both: binary_cross_entropy checks its two arrays before its kernel runs,
-    and at 1e7 float32 two serial passes took about a third of the whole call. The bounds are
+    and two serial passes took a sixth of its call (1e6 float32: 0.27 of 1.6 ms). The bounds are
     compared in the first array's float type where they are exact in it (16 float32 lanes)."""
     flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
     first, second = flat[0], (flat[1] if len(flat) > 1 else flat[0][:0])
