@@ -52,6 +52,10 @@ QUICK_SIZES = ("1e6", "1e7", "4096x1000")  # 1e7: where out= meets the roofline
 # (compiled_call_seconds): multilabel_margin's compiled call took 14.6 s at 4096 x 1000 float32
 # (N*C^2 = 4e9) and asked for 33 GB in float64; 65536 x 32 (7e7) runs in milliseconds
 QUADRATIC_ESTIMATE_ABOVE = 1e9
+# ... from two rows at these class counts (at most), where its graph's memory stays small: two rows
+# at the full 32000 classes asked for 8 GB (float32) and 16 GB (float64), which glibc, told by the
+# benchmark's GLIBC_TUNABLES never to give memory back, kept: the run was killed for memory
+PROBE_CLASSES = (2000, 4000)
 MIN_SAMPLE_S = 2e-3  # a sample repeats a fast call until it lasts this long: the timer's noise stays small
 TRIAD_ELEMENTS = 10_000_000  # 240 MB of float64 touched: far beyond the caches
 
@@ -232,23 +236,30 @@ def estimated_call_seconds(spec: Loss, case: Case, ours: Callable[..., Any], rng
 def compiled_call_seconds(spec: Loss, case: Case, function: Callable[..., Any], rng: np.random.Generator) -> float:
     """torch.compile's call at full size, scaled from two rows (one row would compile a graph
     specialized to size 1): its graph for multilabel_margin_loss is O(N*C^2) (64 x 4000 float32:
-    3.1 s a call, eager 9 ms), which at 512 x 32000 would take half an hour a call. Asked only
-    where N*C^2 could exceed the budget (QUADRATIC_ESTIMATE_ABOVE): it costs a compile."""
-    rows = min(2, case.shape[0])
-    positional, keywords = example_call(spec, (rows,) + case.shape[1:], np.dtype(case.dtype), rng)
-    tensors, torch_keywords, differentiable = torch_call(spec, positional, keywords)
+    3.1 s a call, eager 9 ms), which at 512 x 32000 would take half an hour a call. Where C is
+    above PROBE_CLASSES the rows have 2000 and 4000 classes, and the growth between the two
+    (between C and C^2) scales the time to C. Asked only where N*C^2 could exceed the budget
+    (QUADRATIC_ESTIMATE_ABOVE): it costs a compile per probe."""
+    rows, classes = min(2, case.shape[0]), case.shape[1]
+    probes = [c for c in PROBE_CLASSES if c < classes] or [classes]
+    seconds = []
     try:
-        torch._dynamo.reset()
-        compiled = torch.compile(function, dynamic=False)
+        for probe in probes:
+            positional, keywords = example_call(spec, (rows, probe) + case.shape[2:], np.dtype(case.dtype), rng)
+            tensors, torch_keywords, differentiable = torch_call(spec, positional, keywords)
+            torch._dynamo.reset()
+            compiled = torch.compile(function, dynamic=False)
 
-        def step() -> object:
-            value = compiled(*tensors, **torch_keywords)
-            return torch.autograd.grad(value, differentiable, torch.ones_like(value) if value.ndim else None)
+            def step() -> object:
+                value = compiled(*tensors, **torch_keywords)
+                return torch.autograd.grad(value, differentiable, torch.ones_like(value) if value.ndim else None)
 
-        step()  # compiles
-        return timed(step) * case.shape[0] / rows
+            step()  # compiles
+            seconds.append(min(timed(step) for _ in range(3)))  # min: stalls only add
     except Exception:  # noqa: BLE001 - a failure shows when the full-size compile is tried
         return 0.0
+    growth = min(2.0, max(1.0, math.log2(seconds[-1] / seconds[0]))) if len(seconds) > 1 else 1.0
+    return float(seconds[-1] * (classes / probes[-1]) ** growth * case.shape[0] / rows)
 
 
 def timed(call: Callable[[], object]) -> float:
