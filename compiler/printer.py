@@ -204,14 +204,14 @@ class DataPrecisionPrinter(PrecisionPrinter):
     ``(input - target) - beta/2`` into one Add, and ``-beta/2 + input - target`` would round
     the large ``input - beta/2`` before the cancellation; torch subtracts the data first."""
 
+    twin = "_in"
+
     def __init__(self, like: str, data: tuple[str, ...], reals: tuple[str, ...], leading: tuple[str, ...] = ()) -> None:
         super().__init__(like)
         self._twinned = dict(self._primitive_names)  # every primitive has an _in twin
         self._data = set(data)
         self._reals = set(reals)
         self._leading = set(leading)
-
-    twin = "_in"
 
     def _number(self, literal: str) -> str:
         return f"{DATA_FLOAT}({literal})"
