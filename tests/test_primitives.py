@@ -224,7 +224,10 @@ def test_precision_twins(suffix, name):
         got64 = call(args, np.zeros(1))
         assert got64 == plain(*args) or (math.isnan(got64) and math.isnan(plain(*args))), (name, args)
         with np.errstate(over="ignore"):  # 1e300 rounds to inf in float32
-            rounded = tuple(v if isinstance(v, bool) else np.float32(v) for v in args)
+            # NAME_in gets float32 arguments, NAME_as float64 ones holding float32 values: each as
+            # the kernels call it (float32 or float64 arithmetic)
+            rounded = tuple(v if isinstance(v, bool) else np.float32(v) if suffix == "_in" else float(np.float32(v))
+                            for v in args)
         got32 = call(rounded, np.zeros(1, np.float32))
         (compiled,) = [sig for sig in call.nopython_signatures if sig.args[1].dtype == numba.float32
                        and sig.args[0] == numba.typeof(rounded)]
