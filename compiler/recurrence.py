@@ -383,8 +383,8 @@ def select_max_lse(exprs: list[sympy.Expr]) -> tuple[list[sympy.Expr], tuple[tup
     keeps both of its operands (one as the larger, one as the smaller), so a nan is never lost.
     Returns the rewritten expressions and the code that computes, per node, the shift (_xN_s),
     the sum of the exponentials (_xN_sum), its log (_xN_lg) and each term's exponential (_xN_eK).
-    The exponentials and the log are rt.lse_exp and rt.lse_log: their arguments (at most 0; in
-    [1, n]) need fewer terms than fast_exp's and fast_log's."""
+    The exponentials are rt.lse_exp: their arguments (at most 0) need fewer terms than
+    fast_exp's."""
     nodes = sorted({n for e in exprs for n in e.atoms(*_OPAQUE)}, key=sympy.default_sort_key)
     code: list[tuple[str, str]] = []
     replaced = list(exprs)
@@ -416,7 +416,7 @@ def select_max_lse(exprs: list[sympy.Expr]) -> tuple[list[sympy.Expr], tuple[tup
             larger = f"{x}_g{k}"
         code.append((f"{x}_e0", larger))
         code.append((f"{x}_sum", " + ".join([f"{x}_top"] + [f"{x}_x{k}" for k in range(1, len(args))])))
-        code.append((f"{x}_lg", f"rt.lse_log({x}_sum)"))  # the sum is in [1, n], 0 or nan
+        code.append((f"{x}_lg", f"rt.fast_log({x}_sum)"))  # the sum is in [1, n], 0 or nan
         shift, total = sympy.Symbol(f"{x}_s", real=True), sympy.Symbol(f"{x}_sum", positive=True)
         log_total = sympy.Symbol(f"{x}_lg", real=True)
         term_exps = {sympy.exp(a - node): sympy.Symbol(f"{x}_e{k}", real=True) / total for k, a in enumerate(args)}
