@@ -77,10 +77,11 @@ def load_spec(path: Path) -> LoadedSpec:
 # and recurrence states p0, p1, ...): a parameter of the same name would clash with them in the
 # generated source. tests/test_codegen.py checks the list against every generated kernel.
 RESERVED_NAMES = frozenset({
-    "C", "D", "F", "N", "R", "S", "T", "W", "acc", "c", "chunk", "cur", "d", "em", "exact", "go", "go_a", "go_c", "hi", "i",
-    "ignore_index", "j", "k", "labels", "last", "lo", "loss", "loss_c", "loss_out", "m", "n", "nchunks", "nxt",
-    "paired", "partials", "prev", "r", "rows", "s", "sc", "scale", "scale_a", "size", "states", "steps", "store", "t",
-    "table", "tape", "tape_n", "use_array", "want_grad", "work", "zero_infinity",
+    "C", "D", "F", "N", "R", "S", "T", "W", "acc", "b0", "bm", "c", "chunk", "cur", "d", "em", "exact", "go",
+    "go_a", "go_c", "go_k", "hi", "i", "ignore_index", "j", "k", "labels", "last", "lo", "loss", "loss_c", "loss_k",
+    "loss_out", "m", "n", "nchunks", "nxt", "paired", "partials", "prev", "r", "rows", "s", "sc", "scale",
+    "scale_a", "size", "states", "steps", "store", "t", "table", "tape", "tape_n", "use_array", "want_grad", "work",
+    "zero_infinity"
 })
 # kernel arguments that carry the spec parameter of that name when there is one
 _SHARED_WITH_KERNELS = {"ignore_index": Int, "zero_infinity": Flag}

@@ -15,17 +15,22 @@ import sympy
 from .derive import ReductionRule, Variant, denominator_kind, reductions, variants
 from .lang import Bool, ClassSum, ClassTarget, Distance, Flag, Int, Legacy, Loss, OptionalTensor, Real, Reduction, Tensor
 from .load import LoadedSpec
-from .optimize import share
+from .optimize import Shared, share
+from .primitives import STAGED
 from .printer import SpecError, shifted_exp, to_code
 
 
 @dataclass(frozen=True)
 class Body:
-    """One loop body: temporaries, then the loss value and/or the gradients."""
+    """One loop body: temporaries, then the loss value and/or the gradients. With
+    ``exponentials`` the template runs it over blocks of elements, each in two loops: the first
+    computes the staged temporaries and the exponentials into scratch, the second the rest."""
 
     temporaries: tuple[tuple[str, str], ...]
     loss: str  # '' when the body computes no loss
     gradients: tuple[tuple[str, str], ...]
+    staged_temporaries: tuple[tuple[str, str], ...] = ()  # those the exponentials' arguments need
+    exponentials: tuple[tuple[str, str], ...] = ()  # (name, code): in the data's type, read as name
 
 
 @dataclass(frozen=True)
@@ -102,10 +107,48 @@ def body(variant: Variant, with_loss: bool, with_gradients: bool, float32_arithm
     def code(expr: sympy.Expr) -> str:
         return to_code(expr, like, data, reals, leading)
 
+    staged, exponentials, shared = stage_exponentials(shared)
     temporaries = tuple((str(symbol), code(expr)) for symbol, expr in shared.temporaries)
     outputs = [code(expr) for expr in shared.outputs]
     loss = outputs.pop(0) if with_loss else ""
-    return Body(temporaries, loss, tuple(zip(names, outputs)))
+    # the exponentials in the data's precision and type whatever the arithmetic (exp_as is
+    # exp_in widened): float32 scratch, and a float32 loop of its own (1.64 -> 1.40 ms, above)
+    return Body(temporaries, loss, tuple(zip(names, outputs)),
+                tuple((str(symbol), code(expr)) for symbol, expr in staged),
+                tuple((str(symbol), f"rt.exp_in(-abs({code(z)}), {like})") for symbol, z in exponentials))
+
+
+Assignments = tuple[tuple[sympy.Symbol, sympy.Expr], ...]
+
+
+def stage_exponentials(shared: Shared) -> tuple[Assignments, Assignments, Shared]:
+    """Each sigmoid(z) and softplus(z) of a body rewritten to take e = exp(-|z|) as a symbol
+    _eK (primitives.STAGED), one per distinct z: (the temporaries z needs, (_eK, z), the
+    rewritten body). The kernel computes the exponentials of a block in a loop of their own:
+    fused into one loop, exp, log and division chain per element longer than the processor's
+    window of instructions in flight, and run at its latency (value_and_grad at 1e6, 2 threads:
+    bce_with_logits float32 0.96 -> 0.72 ms, float64 1.57 -> 1.25 ms; soft_margin float32
+    0.63 -> 0.47 ms). Each element's values are unchanged; the loss sum adds per block."""
+    expressions = [expr for _, expr in shared.temporaries] + list(shared.outputs)
+    calls = sorted({call for expr in expressions for call in expr.atoms(*STAGED)
+                    if not call.args[0].atoms(*STAGED)}, key=sympy.default_sort_key)
+    arguments = sorted({call.args[0] for call in calls}, key=sympy.default_sort_key)
+    if not arguments:
+        return (), (), shared
+    exponential = {z: sympy.Symbol(f"_e{k}", real=True) for k, z in enumerate(arguments)}
+    staged = {call: STAGED[type(call)](call.args[0], exponential[call.args[0]]) for call in calls}
+    defined = dict(shared.temporaries)
+    needed: set[sympy.Symbol] = set()
+    pending = [symbol for z in arguments for symbol in z.free_symbols]
+    while pending:
+        symbol = pending.pop()
+        if symbol in defined and symbol not in needed:
+            needed.add(symbol)
+            pending.extend(defined[symbol].free_symbols)
+    rewritten = Shared(tuple((symbol, expr.xreplace(staged)) for symbol, expr in shared.temporaries),
+                       tuple(expr.xreplace(staged) for expr in shared.outputs))
+    return (tuple((symbol, expr) for symbol, expr in shared.temporaries if symbol in needed),
+            tuple((exponential[z], z) for z in arguments), rewritten)
 
 
 def lower_variant(variant: Variant, float32_arithmetic: bool = False) -> KernelVariant:

@@ -114,6 +114,38 @@ class sigmoid(Primitive):
         return s * (1 - s)
 
 
+class _Staged(Primitive):
+    """A primitive's evaluation from its argument z and e = exp(-|z|), computed before it: the
+    kernels compute the exponentials of a block of elements in a loop of their own (lower's
+    ``stage_exponentials``), because one loop that chains exp, a division and a log per element
+    waits on their latency (measured there). Made by the lowering after differentiation: never
+    differentiated."""
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        # not ArgumentIndexError: sympy would answer with an unevaluated Derivative
+        raise TypeError(f"{type(self).__name__} is made after differentiation and has no derivative")
+
+
+class softplus_of(_Staged):
+    """softplus(z) given e = exp(-|z|)."""
+
+    NUMBA = NumbaHelper("softplus_of", ("z", "e"), "    return (z if z > 0.0 else 0.0) + log_of_unit(e)\n")
+    LATEX = r"\operatorname{{softplus}}\left({a0}\right)"
+
+
+class sigmoid_of(_Staged):
+    """sigmoid(z) given e = exp(-|z|)."""
+
+    NUMBA = NumbaHelper("sigmoid_of", ("z", "e"), "    return 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)\n")
+    LATEX = r"\sigma\left({a0}\right)"
+
+
+# the primitives whose evaluation starts with exp(-|z|), and their staged forms
+STAGED: dict[type[Primitive], type[Primitive]] = {sigmoid: sigmoid_of, softplus: softplus_of}
+
+
 class ratio(Primitive):
     """a / b kept unsimplified, so that t/t stays nan at t = 0 exactly as torch's autograd."""
 
@@ -371,7 +403,9 @@ PRIMITIVES: tuple[type[Primitive], ...] = (
     peak,
     ratio,
     sigmoid,
+    sigmoid_of,
     softplus,
+    softplus_of,
     two_forms,
     where,
     xlogy,

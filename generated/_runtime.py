@@ -44,6 +44,9 @@ JIT_HELPER = dict(fastmath=FASTMATH, error_model="numpy", cache=True)
 # the same partial sums in the same order: results are identical for any number of threads.
 CHUNK_ELEMENTS = 16384
 MAX_CHUNKS = 64
+# Elements per block of a kernel whose exponentials run in a loop of their own (lower.py's
+# stage_exponentials): their scratch stays in the first-level cache.
+STAGE_BLOCK = 256
 
 
 class InvalidArgument(ValueError, RuntimeError):
@@ -617,8 +620,18 @@ def sigmoid(z):
 
 
 @numba.njit(**JIT_PRIMITIVE)
+def sigmoid_of(z, e):
+    return 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+
+
+@numba.njit(**JIT_PRIMITIVE)
 def softplus(z):
     return (z if z > 0.0 else 0.0) + log_of_unit(fast_exp(-abs(z)))
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def softplus_of(z, e):
+    return (z if z > 0.0 else 0.0) + log_of_unit(e)
 
 
 @numba.njit(**JIT_PRIMITIVE)
@@ -680,6 +693,11 @@ def sigmoid_as(z, like):
 @numba.njit(**JIT_PRIMITIVE)
 def softplus_as(z, like):
     return (z if z > 0.0 else 0.0) + log_of_unit_as(exp_as(-abs(z), like), like)
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def softplus_of_as(z, e, like):
+    return (z if z > 0.0 else 0.0) + log_of_unit_as(e, like)
 
 
 @numba.njit(**JIT_PRIMITIVE)
@@ -778,9 +796,21 @@ def sigmoid_in(z, like):
 
 
 @numba.njit(**JIT_PRIMITIVE)
+def sigmoid_of_in(z, e, like):
+    F = data_float(like)
+    return F(1.0) / (F(1.0) + e) if z >= F(0.0) else e / (F(1.0) + e)
+
+
+@numba.njit(**JIT_PRIMITIVE)
 def softplus_in(z, like):
     F = data_float(like)
     return (z if z > F(0.0) else F(0.0)) + log_of_unit_in(exp_in(-abs(z), like), like)
+
+
+@numba.njit(**JIT_PRIMITIVE)
+def softplus_of_in(z, e, like):
+    F = data_float(like)
+    return (z if z > F(0.0) else F(0.0)) + log_of_unit_in(e, like)
 
 
 @numba.njit(**JIT_PRIMITIVE)

@@ -392,6 +392,37 @@ def test_specialize_zero_folds_the_branch_for_zero_out_of_the_nonzero_kernel():
     assert "beta" not in code(kernels["plain"]) and "abs(" in code(kernels["plain"])
 
 
+def test_stage_exponentials_gives_each_argument_one_exponential_and_its_temporaries():
+    """sigmoid(z) and softplus(z) of one z share one staged exp(-|z|); the staged loop gets the
+    temporaries z needs (transitively), not the others; calls whose argument holds a staged
+    call stay whole."""
+    from compiler import primitives as P
+    from compiler.lower import stage_exponentials
+    from compiler.optimize import Shared
+
+    t0, t1, t2, w = sympy.symbols("_t0 _t1 _t2 w", real=True)
+    shared = Shared(((t0, x * y), (t1, -t0), (t2, w * 3)),
+                    (P.softplus(t1) + t2 * P.sigmoid(t1), P.sigmoid(x) * P.softplus(P.sigmoid(y))))
+    staged, exponentials, rewritten = stage_exponentials(shared)
+    assert staged == ((t0, x * y), (t1, -t0))
+    e = {z: symbol for symbol, z in exponentials}
+    assert set(e) == {t1, x, y} and len(set(e.values())) == 3
+    assert rewritten.outputs == (P.softplus_of(t1, e[t1]) + t2 * P.sigmoid_of(t1, e[t1]),
+                                 P.sigmoid_of(x, e[x]) * P.softplus(P.sigmoid_of(y, e[y])))
+    assert rewritten.temporaries == shared.temporaries
+
+
+def test_kernels_with_sigmoid_and_softplus_stage_their_exponential():
+    """bce_with_logits' fused kernel computes exp(-|x|) once per element in a loop of its own,
+    in the data's type, and calls the staged forms only."""
+    source = (support.ROOT / "generated" / "binary_cross_entropy_with_logits.py").read_text()
+    fused = source[source.index("def _fused_plain"):source.index("def _forward_pos_weight")]
+    assert "_e0_s = np.empty(rt.STAGE_BLOCK, input_a.dtype)" in fused
+    assert "_e0_s[i] = rt.exp_in(-abs(_t0), input_a)" in fused and "_t0 = -input" in fused
+    assert "rt.sigmoid_of(_t0, _e0)" in fused and "rt.softplus_of_as(_t0, _e0, input_a)" in fused
+    assert "rt.sigmoid_as(" not in fused and "rt.softplus_as(" not in fused
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_outside_counts_counts_each_array_in_one_parallel_pass(dtype):
     """rt.outside_counts: per array, the elements outside [lo, hi] (nan is outside, -0.0 and the

@@ -68,8 +68,11 @@ def unwrap(expr):
 
 
 def test_every_primitive_is_covered():
+    """indicator and where have tests of their own; the staged forms are never differentiated
+    (test_staged_forms_are_their_primitives)."""
     names = {p.__name__ for p in P.PRIMITIVES}
-    assert names - set(REWRITES) <= {"indicator", "where"}, names - set(REWRITES)
+    staged = {p.__name__ for p in P.STAGED.values()}
+    assert names - set(REWRITES) <= {"indicator", "where"} | staged, names - set(REWRITES)
 
 
 @pytest.mark.parametrize("name", list(REWRITES))
@@ -168,6 +171,8 @@ PRECISION_POINTS = {
                   lambda x, y: float(mpmath.log(mpmath.exp(x) + mpmath.exp(y))) if math.isfinite(max(x, y)) else max(x, y)),
     "logsumexp3": ([(1.0, 2.0, -3.0), (-30.0, 25.0, 24.0), (-math.inf, -math.inf, 0.5)],
                    lambda x, y, w: float(mpmath.log(mpmath.exp(x) + mpmath.exp(y) + mpmath.exp(w)))),
+    "softplus_of": ([(z, math.exp(-abs(z))) for z in Z] + [(math.inf, 0.0), (-math.inf, 0.0), (math.nan, math.nan)],
+                    lambda z, e: math.nan if math.isnan(z) else max(z, 0.0) + float(mpmath.log1p(e))),
 }
 
 
@@ -200,6 +205,8 @@ DATA_PRECISION_POINTS = {
     "norm_root": ([(4.0, 2.0), (8.0, 3.0), (0.0, 2.0)], lambda v, p: float(mpmath.power(v, 1 / mpmath.mpf(p)))),
     "two_forms": ([(0.25, 7.0)], lambda v, d: v),
     "where": ([(True, 0.25, 7.0), (False, 0.25, 7.0)], lambda c, a, b: a if c else b),
+    "sigmoid_of": ([(z, math.exp(-abs(z))) for z in Z] + [(math.inf, 0.0), (-math.inf, 0.0), (math.nan, math.nan)],
+                   lambda z, e: math.nan if math.isnan(z) else float(1 / (1 + mpmath.mpf(e)) if z >= 0 else e / (1 + mpmath.mpf(e)))),
 }
 
 
@@ -238,6 +245,29 @@ def test_precision_twins(suffix, name):
         else:
             tolerance = 4 * float(np.spacing(np.float32(abs(reference))))
             assert abs(float(got32) - reference) <= tolerance, (name, args, got32, reference)
+
+
+@pytest.mark.parametrize("primitive", sorted(P.STAGED, key=lambda p: p.__name__))
+def test_staged_forms_are_their_primitives(primitive):
+    """NAME_of(z, exp(-|z|)) is NAME(z) bit for bit, in every precision, infinities and nan
+    included (the kernels stage the exponential: lower.stage_exponentials); never differentiated."""
+    rt = runtime()
+    staged = P.STAGED[primitive]
+    whole, part = primitive.NUMBA.name, staged.NUMBA.name
+    suffixes = ["", "_in"] + (["_as"] if staged.NUMBA.transcendental else [])
+    for z in Z + [-math.inf, math.inf, math.nan] + [-v for v in Z]:
+        for like in (np.zeros(1), np.zeros(1, np.float32)):
+            with np.errstate(over="ignore"):  # 1e300 rounds to inf in float32
+                zz = like.dtype.type(z) if like.dtype == np.float32 else z
+            e = like.dtype.type(twin_caller(rt.exp_in, 1)((-abs(zz),), like))  # as the scratch holds it
+            for suffix in suffixes:
+                if not suffix and like.dtype == np.float32:
+                    continue
+                expected = (getattr(rt, whole + suffix)(zz, like) if suffix else getattr(rt, whole)(zz))
+                got = (twin_caller(getattr(rt, part + suffix), 2)((zz, e), like) if suffix else getattr(rt, part)(zz, e))
+                assert got == expected or (math.isnan(got) and math.isnan(expected)), (part + suffix, z, got, expected)
+    with pytest.raises(TypeError, match="after differentiation"):
+        sympy.diff(staged(a, b), a)
 
 
 def test_xlogy_helper():
