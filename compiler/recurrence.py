@@ -383,8 +383,7 @@ def select_max_lse(exprs: list[sympy.Expr]) -> tuple[list[sympy.Expr], tuple[tup
     keeps both of its operands (one as the larger, one as the smaller), so a nan is never lost.
     Returns the rewritten expressions and the code that computes, per node, the shift (_xN_s),
     the sum of the exponentials (_xN_sum), its log (_xN_lg) and each term's exponential (_xN_eK).
-    The exponentials are rt.lse_exp: their arguments (at most 0) need fewer terms than
-    fast_exp's."""
+    """
     nodes = sorted({n for e in exprs for n in e.atoms(*_OPAQUE)}, key=sympy.default_sort_key)
     code: list[tuple[str, str]] = []
     replaced = list(exprs)
@@ -407,7 +406,7 @@ def select_max_lse(exprs: list[sympy.Expr]) -> tuple[list[sympy.Expr], tuple[tup
         code.append((f"{x}_top", f"1.0 if ({hi} > -math.inf and {hi} < math.inf) else "
                                  f"(0.0 if {hi} == -math.inf else math.nan)"))
         for k in range(1, len(args)):
-            code.append((f"{x}_x{k}", f"rt.lse_exp({x}_l{k} - {x}_s)"))  # a term minus the largest: <= 0
+            code.append((f"{x}_x{k}", f"rt.fast_exp({x}_l{k} - {x}_s)"))  # a term minus the largest: <= 0
         # each term's exponential: back along the chain, the larger side inherits the top's
         larger = f"{x}_top"
         for k in range(len(args) - 1, 0, -1):

@@ -11,7 +11,7 @@ from .lower import INDEX_LIST, ElementwiseIR, RowIR, SignatureParam
 from .pair import ChainIR
 from .primitives import PRIMITIVES
 from .recurrence import RecurrenceIR
-from .series import atanh_coefficients
+from .series import atanh_coefficients, exp_coefficients
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Chunks of at least this many elements; at most MAX_CHUNKS of them (about 4 per thread on
@@ -72,6 +72,7 @@ def render_package(modules: Iterable[ElementwiseIR | RowIR | RecurrenceIR | Chai
             chunk_elements=CHUNK_ELEMENTS,
             max_chunks=MAX_CHUNKS,
             atanh=atanh_coefficients(),
+            exp_q=exp_coefficients(),
         ),
         "__init__.py": env.get_template("__init__.py.j2").render(modules=sorted(modules, key=lambda m: m.name)),
     }

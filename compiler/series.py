@@ -1,4 +1,4 @@
-"""Coefficients of the runtime's vectorizable logs, fitted when the package is built.
+"""Coefficients of the runtime's vectorizable exp and logs, fitted when the package is built.
 
 Every log helper of the runtime reduces its argument to log(1 + f) = 2 atanh(s), s = f / (2 + f),
 and writes 2 atanh(s) = 2s + 2s z P(z) / 2 with z = s**2 (or fdlibm's equivalent form), where
@@ -54,7 +54,7 @@ def _reduced_z_max() -> mpmath.mpf:
 # |s| < 1/3: log1p's series near 0 (-0.4 < u < 1) and log_of_unit (softplus' log(1 + e), e <= 1).
 # Reduced: a log after log_parts' reduction, |s| <= 0.1716. Terms chosen where the fit's error is
 # below 2**-62 (float64) and 2**-31 (float32) of the result; the Taylor series took 17 and 7
-# terms on |s| < 1/3, 10 on the reduced range (lse_log).
+# terms on |s| < 1/3, 10 on the reduced range.
 FITS = (
     AtanhFit("UNIT64", mpmath.mpf(1) / 9, 11),  # 2**-62.7 (10 terms: 2**-57.5)
     AtanhFit("REDUCED64", _reduced_z_max(), 8),  # 2**-64.8 (7 terms: 2**-57.6)
@@ -66,3 +66,23 @@ FITS = (
 def atanh_coefficients() -> dict[str, list[float]]:
     """{name: coefficients of P, lowest degree first}, for the runtime template."""
     return {fit.name: fit.coefficients() for fit in FITS}
+
+
+# exp(r) = 1 + r + r**2 Q(r) after fast_exp's reduction, |r| <= ln(2) / 2: 10 coefficients
+# reach 2**-55.8 of exp(r), where the Taylor series took 12 (degree 13 in all)
+EXP_TERMS = 10
+
+
+def _q(r: mpmath.mpf) -> mpmath.mpf:
+    """(exp(r) - 1 - r) / r**2, evaluated with digits to spare: it cancels near 0."""
+    with mpmath.workdps(2 * DIGITS):
+        if abs(r) < mpmath.mpf(10) ** -DIGITS:
+            return mpmath.mpf(1) / 2 + r / 6
+        return (mpmath.expm1(r) - r) / r**2
+
+
+def exp_coefficients() -> list[float]:
+    """Q's coefficients, lowest degree first: a Chebyshev fit on |r| <= ln(2) / 2."""
+    with mpmath.workdps(DIGITS):
+        half_ln2 = mpmath.log(2) / 2
+        return [float(c) for c in reversed(mpmath.chebyfit(_q, [-half_ln2, half_ln2], EXP_TERMS))]

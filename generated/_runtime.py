@@ -111,11 +111,9 @@ def exp_scale(x, k, scaled):
 @numba.njit(**JIT_HELPER)
 def fast_exp(x):
     k, r, d = exp_reduce(x)
-    # Taylor series of exp(r), |r| <= 0.347, to degree 13 (truncation below 2**-60)
-    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.6666666666666666e-01 + r * (4.1666666666666664e-02 + r * (
-        8.3333333333333332e-03 + r * (1.3888888888888889e-03 + r * (1.9841269841269841e-04 + r * (
-            2.4801587301587302e-05 + r * (2.7557319223985893e-06 + r * (2.7557319223985888e-07 + r * (
-                2.5052108385441720e-08 + r * (2.0876756987868100e-09 + r * 1.6059043836821613e-10))))))))))))
+    # exp(r) = 1 + r + r**2 Q(r), |r| <= 0.347, Q fitted (compiler/series.py): degree 11 in all,
+    # where the Taylor series needed 13; Horner to the end (1 + r rounded first lost an ulp)
+    p = 1.0 + r * (1.0 + r * (0.5000000000000001 + r * (0.16666666666666669 + r * (0.041666666666624164 + r * (0.008333333333330065 + r * (0.0013888888917196719 + r * (0.00019841269863040545 + r * (2.4801521322368692e-05 + r * (2.7557268480310024e-06 + r * (2.7620075879983367e-07 + r * (2.5100375832561234e-08)))))))))))
     return exp_scale(x, k, p + p * d)
 
 
@@ -325,28 +323,6 @@ def fast_log(x):
     results for 0, inf, nan, negatives."""
     ef, f = log_parts(x)
     return log_special(x, ef * LN2_HI + (log_of_reduced(f) + ef * LN2_LO))
-
-
-# The exponentials of a log-sum-exp whose terms are shifted by the largest one (recurrence
-# kernels, 2 exps and 1 log per state: most of their time). Their arguments have a narrower range
-# than fast_exp's, and so need fewer terms: 12% less time for ctc_loss (with the log's), same
-# accuracy (at most 2 ulp, tests/test_fast_math.py).
-# exp(r) = 1 + r + r**2 q(r) on |r| <= ln(2) / 2: q of degree 9, a Chebyshev fit (mpmath.chebyfit,
-# 50 digits) of (exp(r) - 1 - r) / r**2, 2**-55.8 from exp(r); fast_exp's Taylor series has degree 13
-LSE_EXP_Q = (0.5000000000000001, 0.16666666666666669, 0.041666666666624164, 0.008333333333330065,
-             0.0013888888917197209, 0.00019841269863040922, 2.4801521321606647e-05, 2.7557268479724004e-06,
-             2.7620076242527254e-07, 2.510037611136142e-08)
-
-
-@numba.njit(**JIT_HELPER)
-def lse_exp(x):
-    """exp(x) for x <= 0, -inf or nan (a term minus the largest term): fast_exp with a
-    polynomial of degree 11."""
-    k, r, d = exp_reduce(x)
-    q0, q1, q2, q3, q4, q5, q6, q7, q8, q9 = LSE_EXP_Q
-    p = 1.0 + r * (1.0 + r * (q0 + r * (q1 + r * (q2 + r * (q3 + r * (q4 + r * (q5 + r * (q6 + r * (q7 + r * (
-        q8 + r * q9))))))))))  # Horner to the end: 1 + r rounded first lost an ulp
-    return exp_scale(x, k, p + p * d)
 
 
 @numba.njit(**JIT_HELPER)

@@ -43,6 +43,10 @@ RANGES = {
         # where a rounding of exp(-k ln2_lo) as a separate factor made fast_exp 2.6-3 ulp off
         np.array([-179.60985286567018, -162.29199969421836]),
         rng.uniform(-200.0, -150.0, SAMPLES),
+        # the reduced argument's whole range, and its edges: the fitted polynomial's
+        rng.uniform(-0.35, 0.35, SAMPLES),
+        np.array([-0.34657359027997264, -0.3465735902799727, 0.34657359027997264, 0.3465735902799727]),
+        -np.exp(rng.uniform(-40.0, 3.0, SAMPLES)),  # a log-sum-exp's terms minus the largest (recurrences)
     ],
     "fast_log": [
         np.exp(rng.uniform(-744.0, 709.0, SAMPLES)),
@@ -271,44 +275,3 @@ def test_transcendentals_follow_the_array_dtype(name):
         assert apply(x, np.zeros(1, np.float32))[0] != apply(x, np.zeros(1))[0]  # the float32 path ran
     (compiled,) = [sig for sig in apply.nopython_signatures if sig.args[1].dtype == numba.float32]
     assert compiled.return_type == numba.types.Tuple((numba.float64, numba.float32))
-
-
-# ---------------------------------------------------------------------------------------------
-# the exp of a shifted log-sum-exp (recurrence kernels): a narrower domain, fewer terms
-# ---------------------------------------------------------------------------------------------
-SHIFTED = {
-    "lse_exp": (_vectorized(rt.lse_exp), mpmath.exp, np.exp, [  # a term minus the largest: <= 0
-        rng.uniform(-745.2, -708.0, SAMPLES),  # denormal results
-        rng.uniform(-708.0, 0.0, SAMPLES),
-        rng.uniform(-1.0, 0.0, SAMPLES),
-        rng.uniform(-1e-8, 0.0, SAMPLES),
-        -np.exp(rng.uniform(-40.0, 3.0, SAMPLES)),
-        rng.uniform(-0.35, 0.0, SAMPLES),  # the reduced argument's whole range
-    ], [np.nan, -np.inf, 0.0, -0.0, -5e-324, -0.34657359027997264, -0.3465735902799727, -1.0, -745.13, -745.14]),
-}
-
-
-def _worst_ulps(fast, exact, values):
-    got = np.empty_like(values)
-    fast(values, got)
-    reference = _reference(exact, values)
-    finite = np.isfinite(reference) & (reference != 0)
-    np.testing.assert_array_equal(got[~finite], reference[~finite])
-    return float((np.abs(got[finite] - reference[finite]) / np.spacing(np.abs(reference[finite]))).max())
-
-
-@pytest.mark.parametrize("name", sorted(SHIFTED))
-def test_shifted_lse_helpers_as_accurate_as_the_general_ones(name):
-    """On every range of its domain, no further from the 120-bit value than fast_exp / fast_log
-    (whose reduction they share)."""
-    fast, exact, _, ranges, _ = SHIFTED[name]
-    general = FUNCTIONS["fast_exp" if name == "lse_exp" else "fast_log"][0]
-    for values in ranges:
-        ours, theirs = _worst_ulps(fast, exact, values), _worst_ulps(general, exact, values)
-        assert ours <= max(theirs, 2.0), f"{name}: {ours} ulp, the general helper {theirs} ulp"
-
-
-@pytest.mark.parametrize("name", sorted(SHIFTED))
-def test_shifted_lse_helpers_special_values_as_libm(name):
-    fast, _, libm, _, specials = SHIFTED[name]
-    _assert_special_values_as_libm(name, fast, libm, np.array(specials))
