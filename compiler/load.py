@@ -81,7 +81,7 @@ RESERVED_NAMES = frozenset({
     "go_a", "go_c", "go_k", "hi", "i", "ignore_index", "j", "k", "labels", "last", "lo", "loss", "loss_c", "loss_k",
     "loss_out", "m", "n", "nchunks", "nxt", "paired", "partials", "prev", "r", "rows", "s", "sc", "scale",
     "scale_a", "size", "states", "steps", "store", "t", "table", "tape", "tape_n", "use_array", "want_grad", "work",
-    "zero_infinity"
+    "zero_infinity",
 })
 # kernel arguments that carry the spec parameter of that name when there is one
 _SHARED_WITH_KERNELS = {"ignore_index": Int, "zero_infinity": Flag}

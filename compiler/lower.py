@@ -112,7 +112,8 @@ def body(variant: Variant, with_loss: bool, with_gradients: bool, float32_arithm
     outputs = [code(expr) for expr in shared.outputs]
     loss = outputs.pop(0) if with_loss else ""
     # the exponentials in the data's precision and type whatever the arithmetic (exp_as is
-    # exp_in widened): float32 scratch, and a float32 loop of its own (1.64 -> 1.40 ms, above)
+    # exp_in widened): float32 scratch and a float32 loop (bce_with_logits float32, 1e6, one
+    # thread: 1.64 ms with float64 scratch, 1.40 ms)
     return Body(temporaries, loss, tuple(zip(names, outputs)),
                 tuple((str(symbol), code(expr)) for symbol, expr in staged),
                 tuple((str(symbol), f"rt.exp_in(-abs({code(z)}), {like})") for symbol, z in exponentials))

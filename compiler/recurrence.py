@@ -382,8 +382,7 @@ def select_max_lse(exprs: list[sympy.Expr]) -> tuple[list[sympy.Expr], tuple[tup
     nan: the largest term's exponential is 0 at -inf and nan at +inf and nan. Each comparison
     keeps both of its operands (one as the larger, one as the smaller), so a nan is never lost.
     Returns the rewritten expressions and the code that computes, per node, the shift (_xN_s),
-    the sum of the exponentials (_xN_sum), its log (_xN_lg) and each term's exponential (_xN_eK).
-    """
+    the sum of the exponentials (_xN_sum), its log (_xN_lg) and each term's exponential (_xN_eK)."""
     nodes = sorted({n for e in exprs for n in e.atoms(*_OPAQUE)}, key=sympy.default_sort_key)
     code: list[tuple[str, str]] = []
     replaced = list(exprs)

@@ -1,7 +1,7 @@
 """Coefficients of the runtime's vectorizable exp and logs, fitted when the package is built.
 
 Every log helper of the runtime reduces its argument to log(1 + f) = 2 atanh(s), s = f / (2 + f),
-and writes 2 atanh(s) = 2s + 2s z P(z) / 2 with z = s**2 (or fdlibm's equivalent form), where
+and writes it as fdlibm does, f - (f**2/2 - s (f**2/2 + z P(z))) with z = s**2, where
 
     P(z) = 2 (atanh(s) / s - 1) / z = 2/3 + 2/5 z + 2/7 z**2 + ...
 
@@ -31,8 +31,8 @@ class AtanhFit:
             return [float(c) for c in reversed(highest_first)]
 
     def error_bits(self) -> float:
-        """log2 of the fit's largest error relative to P, times z_max / 3, the weight of the
-        term z P / 2 next to 1 in the result: how far below the result's own precision it is."""
+        """log2 of the fit's largest error relative to P, times z_max / 3 (about the size of
+        s z P next to f in the result): how far below the result's own precision it is."""
         with mpmath.workdps(DIGITS):
             _, error = mpmath.chebyfit(_p, [0, self.z_max], self.terms, error=True)
             return float(mpmath.log(error / (mpmath.mpf(2) / 3) * self.z_max / 3, 2))
@@ -69,7 +69,7 @@ def atanh_coefficients() -> dict[str, list[float]]:
 
 
 # exp(r) = 1 + r + r**2 Q(r) after fast_exp's reduction, |r| <= ln(2) / 2: 10 coefficients
-# reach 2**-55.8 of exp(r), where the Taylor series took 12 (degree 13 in all)
+# reach 2**-55.6 of exp(r), where the Taylor series took 12 (degree 13 in all)
 EXP_TERMS = 10
 
 
@@ -86,3 +86,11 @@ def exp_coefficients() -> list[float]:
     with mpmath.workdps(DIGITS):
         half_ln2 = mpmath.log(2) / 2
         return [float(c) for c in reversed(mpmath.chebyfit(_q, [-half_ln2, half_ln2], EXP_TERMS))]
+
+
+def exp_error_bits() -> float:
+    """log2 of the fit's largest error times r**2, relative to exp(r), at the edge r = ln(2)/2."""
+    with mpmath.workdps(DIGITS):
+        half_ln2 = mpmath.log(2) / 2
+        _, error = mpmath.chebyfit(_q, [-half_ln2, half_ln2], EXP_TERMS, error=True)
+        return float(mpmath.log(error * half_ln2**2 / mpmath.exp(-half_ln2), 2))

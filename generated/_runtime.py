@@ -329,8 +329,8 @@ def fast_log(x):
 def fast_log1p(u):
     """log(1 + u), at most 2 ulp (1.49 the most seen in 16e6 samples): the series in u itself
     near 0; elsewhere 1 + u loses at most half an ulp of a number whose log is at least 0.51 in
-    size (u <= -0.4) or 0.69 (u >= 1). No branch (both forms are selected, not chosen): a branch stopped vectorization, 15.9 vs
-    2.5 ms per 1e6 measured."""
+    size (u <= -0.4) or 0.69 (u >= 1). No branch (both forms are selected, not chosen): a branch
+    stopped vectorization, 15.9 vs 2.5 ms per 1e6 measured."""
     near = (u > -0.4) & (u < 1.0)
     x = 1.0 + u
     ef, f = log_parts(x)
