@@ -39,25 +39,30 @@ class NumbaHelper:
 
     @property
     def body_as(self) -> str:
-        """The body with each ``fast_f(x)`` (or ``log_of_unit(x)``) written ``f_as(x, like)``."""
-        return self._with_transcendentals("_as")
+        """The body with each ``fast_f(x)`` (or ``log_of_unit(x)``) written ``f_as(x, like)``,
+        and each call of a staged form that has that twin (softplus_of) likewise."""
+        return self._with_twins("_as")
 
     @property
     def body_in(self) -> str:
         """The body wholly in the data's precision (``NAME_in(..., like)``, for the kernels of a
         spec with ``float32_arithmetic``): ``f_in(x, like)``, which return the data's type, and
         every float constant typed ``F(...)``, F = data_float(like)."""
-        body = _FLOAT_LITERAL.sub(r"F(\1)", self._with_transcendentals("_in"))
+        body = _FLOAT_LITERAL.sub(r"F(\1)", self._with_twins("_in"))
         return ("    F = data_float(like)\n" if "F(" in body else "") + body
 
-    def _with_transcendentals(self, suffix: str) -> str:
+    def _with_twins(self, suffix: str) -> str:
         body = self.body
-        while match := _TRANSCENDENTAL_CALL.search(body):
-            depth, end = 1, match.end()
+        calls = [(m, m.group(1)) for m in _TRANSCENDENTAL_CALL.finditer(body)]
+        staged = {form.NUMBA.name: form.NUMBA for form in STAGED.values()}
+        calls += [(m, m.group(1)) for m in re.finditer(r"(?<![\w.])(\w+)\(", body)
+                  if m.group(1) in staged and (suffix == "_in" or staged[m.group(1)].transcendental)]
+        for match, name in sorted(calls, key=lambda call: -call[0].start()):  # the last first: the
+            depth, end = 1, match.end()                                       # earlier stay in place
             while depth:  # to the parenthesis that closes the call
                 depth += {"(": 1, ")": -1}.get(body[end], 0)
                 end += 1
-            body = f"{body[:match.start()]}{match.group(1)}{suffix}({body[match.end():end - 1]}, like){body[end:]}"
+            body = f"{body[:match.start()]}{name}{suffix}({body[match.end():end - 1]}, like){body[end:]}"
         return body
 
 
@@ -88,8 +93,7 @@ class softplus(Primitive):
     NUMBA = NumbaHelper(
         "softplus",
         ("z",),
-        # exp(-|z|) is in [0, 1]: log_of_unit needs no range reduction there (nan stays nan)
-        "    return (z if z > 0.0 else 0.0) + log_of_unit(fast_exp(-abs(z)))\n",
+        "    return softplus_of(z, fast_exp(-abs(z)))\n",
     )
     LATEX = r"\operatorname{{softplus}}\left({a0}\right)"
 
@@ -104,8 +108,7 @@ class sigmoid(Primitive):
     NUMBA = NumbaHelper(
         "sigmoid",
         ("z",),
-        "    e = fast_exp(-abs(z))\n"
-        "    return 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)\n",
+        "    return sigmoid_of(z, fast_exp(-abs(z)))\n",
     )
     LATEX = r"\sigma\left({a0}\right)"
 
@@ -129,7 +132,8 @@ class _Staged(Primitive):
 
 
 class softplus_of(_Staged):
-    """softplus(z) given e = exp(-|z|)."""
+    """softplus(z) given e = exp(-|z|), which is in [0, 1]: log_of_unit needs no range
+    reduction there (nan stays nan)."""
 
     NUMBA = NumbaHelper("softplus_of", ("z", "e"), "    return (z if z > 0.0 else 0.0) + log_of_unit(e)\n")
     LATEX = r"\operatorname{{softplus}}\left({a0}\right)"

@@ -591,8 +591,7 @@ def ratio(a, b):
 
 @numba.njit(**JIT_PRIMITIVE)
 def sigmoid(z):
-    e = fast_exp(-abs(z))
-    return 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+    return sigmoid_of(z, fast_exp(-abs(z)))
 
 
 @numba.njit(**JIT_PRIMITIVE)
@@ -602,7 +601,7 @@ def sigmoid_of(z, e):
 
 @numba.njit(**JIT_PRIMITIVE)
 def softplus(z):
-    return (z if z > 0.0 else 0.0) + log_of_unit(fast_exp(-abs(z)))
+    return softplus_of(z, fast_exp(-abs(z)))
 
 
 @numba.njit(**JIT_PRIMITIVE)
@@ -662,13 +661,12 @@ def logsumexp3_as(a, b, c, like):
 
 @numba.njit(**JIT_PRIMITIVE)
 def sigmoid_as(z, like):
-    e = exp_as(-abs(z), like)
-    return 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+    return sigmoid_of(z, exp_as(-abs(z), like))
 
 
 @numba.njit(**JIT_PRIMITIVE)
 def softplus_as(z, like):
-    return (z if z > 0.0 else 0.0) + log_of_unit_as(exp_as(-abs(z), like), like)
+    return softplus_of_as(z, exp_as(-abs(z), like), like)
 
 
 @numba.njit(**JIT_PRIMITIVE)
@@ -766,9 +764,7 @@ def ratio_in(a, b, like):
 
 @numba.njit(**JIT_PRIMITIVE)
 def sigmoid_in(z, like):
-    F = data_float(like)
-    e = exp_in(-abs(z), like)
-    return F(1.0) / (F(1.0) + e) if z >= F(0.0) else e / (F(1.0) + e)
+    return sigmoid_of_in(z, exp_in(-abs(z), like), like)
 
 
 @numba.njit(**JIT_PRIMITIVE)
@@ -779,8 +775,7 @@ def sigmoid_of_in(z, e, like):
 
 @numba.njit(**JIT_PRIMITIVE)
 def softplus_in(z, like):
-    F = data_float(like)
-    return (z if z > F(0.0) else F(0.0)) + log_of_unit_in(exp_in(-abs(z), like), like)
+    return softplus_of_in(z, exp_in(-abs(z), like), like)
 
 
 @numba.njit(**JIT_PRIMITIVE)
