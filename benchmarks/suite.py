@@ -7,7 +7,9 @@ alike, and each follows each of the others (whose memory traffic leaves the cach
 cold) equally often; the result is the median over rounds. The roofline is the bytes a case must move (every
 input read once, every gradient written once) over the bandwidth of a parallel triad that runs
 as one more contender in every case (interleaved with the others, so measured in the same
-conditions).
+conditions). Elementwise cases also time a bare stream: a kernel that reads the same arrays and
+writes arrays of the gradients' sizes with no arithmetic, interleaved like the rest: the least
+time a fused value_and_grad with out= could take in the same cache conditions.
 """
 from __future__ import annotations
 
@@ -74,6 +76,31 @@ def triad_contender() -> tuple[Callable[[], object], int]:
     return (lambda: triad(a, b, c, 0.5)), 3 * a.nbytes
 
 
+@numba.njit(parallel=True, cache=True)
+def stream(a: np.ndarray, b: np.ndarray, c: np.ndarray, g: np.ndarray, h: np.ndarray) -> None:
+    """Reads a, b and c and writes g and h, one pass, no arithmetic worth the name; an argument
+    given twice (two inputs, one gradient) is read or written from the cache the second time."""
+    for i in numba.prange(g.shape[0]):
+        v = a[i] + b[i] + c[i]
+        g[i] = v
+        h[i] = v
+
+
+def stream_contender(arrays: list[np.ndarray], grads: list[np.ndarray]) -> Callable[[], object] | str:
+    """The bare stream over a case's arrays and gradient-sized outputs, or why there is none: it
+    takes one to three inputs and one or two outputs, all of one shape and float dtype."""
+    shapes = {a.shape for a in arrays + grads}
+    dtypes = {a.dtype for a in arrays + grads}
+    if len(shapes) != 1 or len(dtypes) != 1 or dtypes.pop().kind != "f" or not (1 <= len(arrays) <= 3 and 1 <= len(grads) <= 2):
+        return "n/a: only for one to three inputs and one or two gradients of one shape and float dtype"
+    sources = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    sinks = [np.empty_like(g).reshape(-1) for g in grads]
+    a, b, c = (sources + sources[:1] * 2)[:3]
+    g, h = (sinks + sinks[:1])[:2]
+    stream(a, b, c, g, h)  # compiles (or loads) outside the clock
+    return lambda: stream(a, b, c, g, h)
+
+
 @dataclass(frozen=True)
 class Case:
     loss: str
@@ -102,17 +129,25 @@ class Result:
         return None
 
 
-def median_times(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+def median_times(contenders: dict[str, Callable[[], object]], rounds: int,
+                 paced_as: dict[str, str] | None = None) -> dict[str, float]:
     """Seconds per call, median over rounds; each round runs every contender once, in an order
     shuffled per round (seeded: a rerun repeats it). A rotation would keep the cyclic order, and
     with it each contender's predecessor: torch eager ran right after losscc had brought
     the inputs into the cache, and losscc's out= right after the triad had flushed it, in 4 of
-    every 5 rounds."""
+    every 5 rounds.
+
+    A sample repeats a fast call until it lasts MIN_SAMPLE_S, and only its first call finds the
+    caches as the previous contender left them: ``paced_as`` maps a contender to the one whose
+    repeat count it takes, so that the two are timed with equally many warm calls."""
     repeats = {}
     for name, call in contenders.items():
         started = time.perf_counter()
         call()
         repeats[name] = max(1, math.ceil(MIN_SAMPLE_S / max(time.perf_counter() - started, 1e-9)))
+    for name, leader in (paced_as or {}).items():
+        if name in repeats and leader in repeats:
+            repeats[name] = repeats[leader]
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for round_index in range(rounds):
@@ -191,6 +226,11 @@ def run_case(case: Case, spec: Loss, rounds: int, compile_torch: bool, probe: tu
         contenders["losscc_out"] = lambda: ours(*positional, **keywords, out=out)
     else:
         result.notes["losscc_out"] = "n/a: value_and_grad takes no out="
+    bare = stream_contender(arrays, [g for g in grads if g is not None]) if spec.kind == "elementwise" else "n/a: elementwise only"
+    if callable(bare):
+        contenders["stream"] = bare
+    else:
+        result.notes["stream"] = bare
     quadratic_could_exceed = spec.kind == "row" and case.shape[0] * case.shape[1] ** 2 > QUADRATIC_ESTIMATE_ABOVE
     compile_estimate = compiled_call_seconds(spec, case, function, rng) if compile_torch and quadratic_could_exceed else 0.0
     if compile_estimate > call_budget_s:
@@ -208,7 +248,7 @@ def run_case(case: Case, spec: Loss, rounds: int, compile_torch: bool, probe: tu
             result.notes["torch_compile"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:160]}"
     else:
         result.notes["torch_compile"] = "not run (--no-compile)"
-    result.seconds = median_times(contenders, rounds)
+    result.seconds = median_times(contenders, rounds, paced_as={"stream": "losscc_out"})
     return result
 
 
@@ -284,12 +324,18 @@ RATIOS = (  # (column, numerator, denominator): above 1 for eager/compile means 
     ("compile/losscc", "torch_compile", "losscc"),
     ("losscc/roofline", "losscc", "roofline"),
     ("out=/roofline", "losscc_out", "roofline"),
+    ("out=/stream", "losscc_out", "stream"),  # 1: as fast as moving the bytes can be, here and now
+    ("eager/stream", "torch_eager", "stream"),  # the most any fused kernel could gain over eager
 )
 
 
 def table(results: list[Result]) -> str:
-    header = f"{'loss':34} {'dtype':8} {'size':10} " + " ".join(f"{c:>15}" for c, _, _ in RATIOS) + f" {'losscc ms':>10} {'compile s':>9}"
-    lines = [header, "-" * len(header)]
+    # each ratio's column headed in two lines, numerator/ over denominator, to keep the table narrow
+    tops = [column.split("/")[0] + "/" for column, _, _ in RATIOS]
+    bottoms = [column.split("/")[1] for column, _, _ in RATIOS]
+    top = f"{'loss':34} {'dtype':8} {'size':10} " + " ".join(f"{c:>9}" for c in tops) + f" {'losscc':>10} {'compile':>9}"
+    header = f"{'':34} {'':8} {'':10} " + " ".join(f"{c:>9}" for c in bottoms) + f" {'ms':>10} {'s':>9}"
+    lines = [top, header, "-" * len(header)]
     for r in results:
         prefix = f"{r.case.loss:34} {r.case.dtype:8} {r.case.size:10} "
         if "case" in r.notes:
@@ -298,7 +344,7 @@ def table(results: list[Result]) -> str:
         cells = []
         for _, numerator, denominator in RATIOS:
             ratio = r.ratio(numerator, denominator)
-            cells.append(f"{ratio:15.2f}" if ratio is not None else f"{'n/a':>15}")
+            cells.append(f"{ratio:9.2f}" if ratio is not None else f"{'n/a':>9}")
         compile_s = f"{r.compile_s:9.1f}" if r.compile_s is not None else f"{'-':>9}"
         mark = "" if r.agrees else "  (losscc's value differs from torch's!)"
         lines.append(prefix + " ".join(cells) + f" {r.seconds['losscc'] * 1e3:10.3f} {compile_s}{mark}")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,8 +26,9 @@ def test_tiny_benchmark_writes_json_and_chart(tmp_path: Path) -> None:
     (case,) = result["cases"]
     assert (case["loss"], case["dtype"], case["size"]) == ("mse_loss", "float32", "1e4")
     assert case["bytes_moved"] == 4 * 4 * 10_000  # input, target read; two gradients written
-    assert {"losscc", "torch_eager", "triad", "roofline"} <= set(case["seconds"])
-    assert set(case["ratios"]) == {"eager/losscc", "compile/losscc", "losscc/roofline", "out=/roofline"}
+    assert {"losscc", "losscc_out", "torch_eager", "triad", "roofline", "stream"} <= set(case["seconds"])
+    assert set(case["ratios"]) == {"eager/losscc", "compile/losscc", "losscc/roofline", "out=/roofline",
+                                   "out=/stream", "eager/stream"}
     assert case["agrees_with_torch"] is True
     assert chart.stat().st_size > 0
 
@@ -63,3 +65,20 @@ def test_recurrence_losses_run_on_their_spec_examples(tmp_path: Path) -> None:
     assert (case["loss"], case["size"], case["kind"]) == ("ctc_loss", "12x3x5x4", "recurrence")
     assert case["agrees_with_torch"] is True
     assert "soft_dtw" in data["skipped_losses"], result.stdout
+
+
+def test_stream_reads_every_input_and_writes_every_gradient() -> None:
+    """The bare stream touches all of a case's arrays (an output left unwritten would make it look
+    faster than moving the bytes), and declines cases it cannot stand for."""
+    from benchmarks.suite import stream_contender
+
+    a, b, c = (np.full(1000, value, dtype=np.float32) for value in (1.0, 2.0, 4.0))
+    g, h = np.zeros(1000, np.float32), np.zeros(1000, np.float32)
+    call = stream_contender([a, b, c], [g, h])
+    assert callable(call)
+    call()
+    # it writes arrays of its own, shaped like the gradients: the closure's arrays holding a + b + c
+    arrays = [cell.cell_contents for cell in call.__closure__ or () if isinstance(cell.cell_contents, np.ndarray)]
+    assert len({id(x) for x in arrays if x.shape == g.shape and (x == 7.0).all()}) == 2
+    assert isinstance(stream_contender([a, b.astype(np.float64)], [g]), str)
+    assert isinstance(stream_contender([a, a, a, a], [g]), str)
