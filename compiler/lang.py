@@ -235,6 +235,13 @@ class Loss:
     extra_reductions: tuple[tuple[str, Denominator], ...] = ()
     # plain-Python validation in torch's order; None uses the runtime's default
     prepare: Optional[Callable[[Any], None]] = None
+    # elementwise: prepare's checks and changes depend only on a call's signature (array shapes
+    # and dtypes, which optional arrays are given, the reals, flags and reduction), never on array
+    # values, and it warns about nothing when all arrays share one shape. A repeated call of one
+    # signature then reuses the first call's outcome and skips argument handling (runtime Plan;
+    # tests/test_plans.py holds each such spec to the claim with arrays of nan, inf and extremes).
+    # Off: prepare runs on every call. A spec without prepare is signature-only already.
+    signature_only_prepare: bool = False
     # output dtype: 'promote' (torch type promotion of the tensors), or the name of the tensor
     # whose dtype the result takes, as torch does for huber/soft_margin/hinge/bce_with_logits
     result_dtype: str = "promote"

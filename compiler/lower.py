@@ -82,6 +82,7 @@ class ElementwiseIR:
     prepare_source: str  # '' when the spec has no prepare step
     variants: tuple[KernelVariant, ...]
     float32_arithmetic: bool  # float32 data computed in float32 (printer.DataPrecisionPrinter)
+    signature_only_prepare: bool  # repeated plain calls reuse bind()'s outcome (runtime Plan)
 
 
 UPSTREAM = {True: "scale", False: "s"}  # the kernels' gradient factor: fused (by scale), backward (s each)
@@ -268,6 +269,7 @@ def lower(loaded: LoadedSpec) -> ElementwiseIR:
         prepare_source=prepare_source(path, spec),
         variants=lower_variants(path, spec),
         float32_arithmetic=spec.float32_arithmetic,
+        signature_only_prepare=spec.signature_only_prepare or spec.prepare is None,
     )
 
 

@@ -25,5 +25,6 @@ SPEC = Loss(
     float32_arithmetic=True,
     mean=SumOf("weight"),
     prepare=prepare,
+    signature_only_prepare=True,  # its checks read shapes, dtypes and options, never values
     notes=("The gradient at input == target is 0, and at a nan difference it is 0, as torch's sign().",),
 )

@@ -29,6 +29,7 @@ SPEC = Loss(
     ),
     element=element,
     prepare=prepare,
+    signature_only_prepare=True,  # its checks read shapes, dtypes and options, never values
     integers_promote=True,
     notes=("At the hinge (argument exactly 0) the gradient passes, as torch's clamp_min.",),
     test_options=({"margin": 0.5}, {"margin": -0.5}),

@@ -34,6 +34,7 @@ SPEC = Loss(
     ),
     element=element,
     prepare=prepare,
+    signature_only_prepare=True,  # its checks read shapes, dtypes and options, never values
     integers_promote=True,
     notes=("With full=True the target gradient is nan at target = 0, as torch's (0 times -inf leaks through its mask).",),
 )

@@ -1,0 +1,188 @@
+"""Plans (runtime Plan): a repeated plain call of a loss whose prepare step is signature-only skips
+argument handling. It must compute exactly what the full path computes, never skip a check that
+reads values, and the specs that claim a signature-only prepare must not read values."""
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+
+import support
+from generated import _runtime as rt
+from support import make_args, split_args
+
+ELEMENTWISE = [loaded for loaded in support.LOSSES if support.kind(loaded.spec) == "elementwise"]
+PLANNED = [loaded for loaded in ELEMENTWISE if loaded.spec.signature_only_prepare or loaded.spec.prepare is None]
+# specs whose prepare reads array values: the guard below must catch them
+VALUE_READERS = ("binary_cross_entropy", "gaussian_nll_loss")
+FILLS = (np.nan, np.inf, -np.inf, -1e30, 1e30, -2.0, 2.0, 0.0)
+
+
+def loss_of(name: str) -> rt.ElementwiseLoss:
+    return support.generated_module().__dict__[name].__globals__["_LOSS"]
+
+
+def same(a, b) -> None:
+    """Bit for bit: values, dtypes, shapes, and None where None."""
+    if a is None or b is None:
+        assert a is None and b is None
+        return
+    if isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b)
+        for x, y in zip(a, b):
+            same(x, y)
+        return
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert a.tobytes() == b.tobytes()  # nan payloads and signed zeros included
+
+
+@pytest.fixture
+def plan_calls(monkeypatch):
+    """How many calls each Plan entry point served."""
+    counts = {"forward": 0, "value_and_grad": 0}
+    for entry in counts:
+        original = getattr(rt.Plan, entry)
+
+        def counted(self, values, _original=original, _entry=entry):
+            counts[_entry] += 1
+            return _original(self, values)
+
+        monkeypatch.setattr(rt.Plan, entry, counted)
+    return counts
+
+
+@pytest.mark.parametrize("family", ["scalar", "kdim", "empty"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("loaded, options, reduction", support.cases(lambda s: s in PLANNED))
+def test_planned_calls_equal_the_full_path(loaded, options, reduction, dtype, family, plan_calls, monkeypatch):
+    spec = loaded.spec
+    rng = np.random.default_rng(support.seed_of(spec.name, options, reduction, family))
+    args = make_args(spec, options, family, dtype, rng, reduction)
+    positional, keywords = split_args(spec, args)
+    module = support.generated_module()
+    forward, value_and_grad = getattr(module, spec.name), getattr(module, spec.name + "_value_and_grad")
+    loss = loss_of(spec.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        monkeypatch.setattr(loss, "signature_only_prepare", False)
+        try:
+            full = (forward(*positional, **keywords), value_and_grad(*positional, **keywords))
+        except Exception as error:  # noqa: BLE001 - the planned path must raise the same
+            full = error
+        monkeypatch.setattr(loss, "signature_only_prepare", True)
+        loss.plans.clear()
+        for _ in range(3):  # the first call makes the plan, the others use it
+            if isinstance(full, Exception):
+                with pytest.raises(type(full)):
+                    forward(*positional, **keywords)
+                continue
+            same(forward(*positional, **keywords), full[0])
+            same(value_and_grad(*positional, **keywords), full[1])
+    if isinstance(full, Exception):
+        assert not loss.plans, "a call that raised left a plan"
+    elif options == {} and family == "scalar":  # plain: every array of one shape, no option
+        # the first forward makes the plan, which serves every later call of either entry point
+        assert plan_calls["forward"] == 2 and plan_calls["value_and_grad"] == 3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("loaded", PLANNED, ids=support.loss_id)
+def test_plans_follow_new_data(loaded, dtype, plan_calls, monkeypatch):
+    """A plan keeps decisions, never values: a second call of the same signature with other
+    arrays gives what the full path gives for them."""
+    spec = loaded.spec
+    module = support.generated_module()
+    value_and_grad = getattr(module, spec.name + "_value_and_grad")
+    loss = loss_of(spec.name)
+    loss.plans.clear()
+    rng = np.random.default_rng(7)
+    first = split_args(spec, make_args(spec, {}, "vector", dtype, rng))
+    second = split_args(spec, make_args(spec, {}, "vector", dtype, rng))
+    value_and_grad(*first[0], **first[1])
+    planned = value_and_grad(*second[0], **second[1])
+    assert plan_calls["value_and_grad"] == 1
+    monkeypatch.setattr(loss, "signature_only_prepare", False)
+    same(planned, value_and_grad(*second[0], **second[1]))
+
+
+def prepare_reads_values(loaded, dtype) -> str | None:
+    """Why the spec's prepare step is not signature-only, or None: binding a call (which runs
+    prepare) whose arrays all share one plain signature but are filled with nan, infinities,
+    extremes or out-of-domain values, a signature-only prepare neither raises nor warns."""
+    spec = loaded.spec
+    forward = getattr(support.generated_module(), spec.name)
+    positional, keywords = split_args(spec, make_args(spec, {}, "vector", dtype, np.random.default_rng(3)))
+    for fill in FILLS:
+        filled = inspect.signature(forward).bind(
+            *[np.full_like(v, fill) if isinstance(v, np.ndarray) else v for v in positional],
+            **{k: (np.full_like(v, fill) if isinstance(v, np.ndarray) else v) for k, v in keywords.items()})
+        filled.apply_defaults()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                loss_of(spec.name).bind(dict(filled.arguments))
+        except Exception as error:  # noqa: BLE001 - any reaction to the values is the finding
+            return f"arrays filled with {fill}: {type(error).__name__}: {error}"
+    return None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("loaded", PLANNED, ids=support.loss_id)
+def test_signature_only_prepare_reads_no_values(loaded, dtype):
+    assert prepare_reads_values(loaded, dtype) is None
+
+
+@pytest.mark.parametrize("name", VALUE_READERS)
+def test_the_guard_catches_a_prepare_that_reads_values(name):
+    """The check above can fail: the specs whose prepare scans their arrays are caught by it
+    (and so do not claim signature_only_prepare)."""
+    (loaded,) = [loaded for loaded in ELEMENTWISE if loaded.name == name]
+    assert not loaded.spec.signature_only_prepare
+    assert prepare_reads_values(loaded, np.float64) is not None
+
+
+def test_a_plan_never_skips_a_check_of_a_real(plan_calls):
+    """huber's delta is checked in prepare: after a plan for delta=1 exists, delta=-1 still raises."""
+    module = support.generated_module()
+    x, y = np.linspace(-2, 2, 8), np.zeros(8)
+    loss_of("huber_loss").plans.clear()
+    module.huber_loss(x, y, delta=1.0)
+    module.huber_loss(x, y, delta=1.0)
+    assert plan_calls["forward"] == 1
+    with pytest.raises(ValueError, match="non-positive values for delta"):
+        module.huber_loss(x, y, delta=-1.0)
+    with pytest.raises(ValueError, match="non-positive values for delta"):
+        module.huber_loss(x, y, delta=-1.0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x, y: m.mse_loss(list(x), y),  # a list: converted
+    lambda m, x, y: m.mse_loss(x[::2], y[::2]),  # strided
+    lambda m, x, y: m.mse_loss(x, y.astype(np.float32)),  # mixed dtypes: promoted
+    lambda m, x, y: m.mse_loss(x, y, reduce=False),  # legacy argument
+    lambda m, x, y: m.mse_loss(x, y[:1]),  # broadcast (torch warns)
+    lambda m, x, y: m.margin_ranking_loss(x, y, np.ones(8), margin=-0.0),  # -0.0 is not 0.0 to a kernel
+], ids=["list", "strided", "mixed-dtypes", "legacy", "broadcast", "negative-zero"])
+def test_calls_that_are_not_plain_make_no_plan(call, plan_calls):
+    module = support.generated_module()
+    x, y = np.linspace(-2, 2, 8), np.linspace(1, 3, 8)
+    for name in ("mse_loss", "margin_ranking_loss"):
+        loss_of(name).plans.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first, second = call(module, x, y), call(module, x, y)
+    same(first, second)
+    assert plan_calls["forward"] == 0
+    assert not loss_of("mse_loss").plans and not loss_of("margin_ranking_loss").plans
+
+
+def test_the_plan_table_stays_bounded():
+    module = support.generated_module()
+    loss = loss_of("mse_loss")
+    loss.plans.clear()
+    for n in range(1, 2 * rt.ElementwiseLoss.PLAN_LIMIT + 2):
+        module.mse_loss(np.ones(n), np.zeros(n))
+        assert 1 <= len(loss.plans) <= rt.ElementwiseLoss.PLAN_LIMIT
