@@ -811,6 +811,17 @@ def xlogy_in(a, b, like):
 OUTPUT_LEAD_BYTES = 512
 
 
+def malloc_keeps_memory(tunables, at_least):
+    """Whether GLIBC_TUNABLES (as glibc read it when the process started) turns off malloc's
+    mapping of large blocks and keeps at least ``at_least`` bytes of freed memory untrimmed."""
+    settings = dict(part.split("=", 1) for part in tunables.split(":") if "=" in part)
+    try:
+        return (int(settings.get("glibc.malloc.mmap_max", "-1")) == 0
+                and int(settings.get("glibc.malloc.trim_threshold", "0")) >= at_least)
+    except ValueError:
+        return False
+
+
 class OutputPool:
     """The memory of large kernel outputs (gradients, unreduced losses), reused once the caller
     has dropped every array that reaches it. A fresh allocation of megabytes costs a page fault
@@ -827,6 +838,12 @@ class OutputPool:
     MAX_BYTES = 1 << 30
 
     def __init__(self):
+        # off where glibc was told at process start never to map large blocks nor to trim: then
+        # malloc costs no page faults, and it hands back memory just freed (by torch, say) while
+        # still in the cache: mse_loss at 1e6 float32 right after torch's own, 0.32-0.39 ms a
+        # call with the pool, 0.29 ms without (in the default environment the pool won, 0.18
+        # against 0.26 ms)
+        self.needed = not malloc_keeps_memory(os.environ.get("GLIBC_TUNABLES", ""), self.MAX_BYTES)
         self.blocks = []  # uint8 arrays, least recently handed out first
         self.lock = threading.Lock()  # two threads must not both take one free block
         self.blocks.append(np.empty(1, np.uint8))
@@ -838,7 +855,7 @@ class OutputPool:
 
     def take(self, nbytes):
         """A uint8 array of nbytes that no one else references."""
-        if nbytes < self.MIN_BYTES:
+        if nbytes < self.MIN_BYTES or not self.needed:
             return np.empty(nbytes, np.uint8)
         with self.lock:
             for index in range(len(self.blocks)):

@@ -23,6 +23,13 @@ def call(x: np.ndarray, y: np.ndarray):
     return generated.mse_loss_value_and_grad(x, y, reduction="sum")
 
 
+@pytest.fixture(autouse=True)
+def pool_in_use(monkeypatch):
+    """The pool as in a process started without GLIBC_TUNABLES (the suite may run with them)."""
+    monkeypatch.setattr(rt.OUTPUTS, "needed", True)
+    rt.OUTPUTS.release()
+
+
 @pytest.fixture
 def inputs(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.standard_normal(N).astype(np.float32) for _ in range(4)]
@@ -96,3 +103,29 @@ def test_outputs_held_past_the_limit_are_not_kept_once_dropped(inputs, monkeypat
             np.testing.assert_allclose(got, expected, rtol=1e-6)
     del held
     assert sum(block.nbytes for block in rt.OUTPUTS.blocks) <= 5 * x.nbytes
+
+
+@pytest.mark.parametrize("tunables, keeps", [
+    ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4000000000", True),  # the benchmark's
+    ("glibc.malloc.trim_threshold=4000000000:glibc.malloc.mmap_max=0", True),
+    ("glibc.malloc.mmap_max=0", False),  # trims: freed memory goes back, and faults in again
+    ("glibc.malloc.trim_threshold=4000000000", False),  # large blocks still mapped, unmapped
+    ("glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1048576", False),  # trims above 1 MiB
+    ("glibc.malloc.mmap_max=zero:glibc.malloc.trim_threshold=4000000000", False),
+    ("", False),
+])
+def test_malloc_keeps_memory_reads_the_tunables(tunables, keeps):
+    assert rt.malloc_keeps_memory(tunables, rt.OutputPool.MAX_BYTES) is keeps
+
+
+def test_without_need_outputs_come_from_malloc(inputs, monkeypatch):
+    """Where malloc neither maps nor trims, outputs are fresh arrays: the pool holds nothing,
+    and two live calls' outputs never share memory."""
+    monkeypatch.setattr(rt.OUTPUTS, "needed", False)
+    x, y, x2, y2 = inputs
+    first = call(x, y)[1]
+    second = call(x2, y2)[1]
+    assert rt.OUTPUTS.blocks == []
+    assert not any(np.shares_memory(a, b) for a in first for b in second)
+    for got, expected in zip(second, mse_gradients(x2, y2)):
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
