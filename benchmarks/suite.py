@@ -58,7 +58,7 @@ QUADRATIC_ESTIMATE_ABOVE = 1e9
 # at the full 32000 classes asked for 8 GB (float32) and 16 GB (float64), which glibc, told by the
 # benchmark's GLIBC_TUNABLES never to give memory back, kept: the run was killed for memory
 PROBE_CLASSES = (2000, 4000)
-MIN_SAMPLE_S = 2e-3  # a sample repeats a fast call until it lasts this long: the timer's noise stays small
+MIN_SAMPLE_S = 2e-3  # the slowest contender's sample lasts at least this long: the timer's noise stays small
 TRIAD_ELEMENTS = 10_000_000  # 240 MB of float64 touched: far beyond the caches
 
 
@@ -130,24 +130,27 @@ class Result:
 
 
 def median_times(contenders: dict[str, Callable[[], object]], rounds: int,
-                 paced_as: dict[str, str] | None = None) -> dict[str, float]:
+                 probes: tuple[str, ...] = ("triad",)) -> dict[str, float]:
     """Seconds per call, median over rounds; each round runs every contender once, in an order
     shuffled per round (seeded: a rerun repeats it). A rotation would keep the cyclic order, and
     with it each contender's predecessor: torch eager ran right after losscc had brought
     the inputs into the cache, and losscc's out= right after the triad had flushed it, in 4 of
     every 5 rounds.
 
-    A sample repeats a fast call until it lasts MIN_SAMPLE_S, and only its first call finds the
-    caches as the previous contender left them: ``paced_as`` maps a contender to the one whose
-    repeat count it takes, so that the two are timed with equally many warm calls."""
-    repeats = {}
+    A sample repeats its call so that the slowest contender's lasts MIN_SAMPLE_S (timer noise
+    stays small), and every contender repeats equally often: only a sample's first call finds
+    the caches as the previous contender left them, and the others follow its own call, so equal
+    counts give each contender the same mix of the two. Counts of its own (until its sample
+    lasted MIN_SAMPLE_S) gave a faster contender more calls after itself; set by one call's
+    time, they also changed from run to run (mse_loss 1e6 float32: 2.3-2.9x eager in runs of
+    one build). The probes (the triad: 240 MB) run once per sample."""
+    typical = {}
     for name, call in contenders.items():
-        started = time.perf_counter()
-        call()
-        repeats[name] = max(1, math.ceil(MIN_SAMPLE_S / max(time.perf_counter() - started, 1e-9)))
-    for name, leader in (paced_as or {}).items():
-        if name in repeats and leader in repeats:
-            repeats[name] = repeats[leader]
+        first = timed(call)  # a call of MIN_SAMPLE_S or more runs once a sample anyway
+        typical[name] = first if first >= MIN_SAMPLE_S else statistics.median([first, timed(call), timed(call)])
+    slowest = max((seconds for name, seconds in typical.items() if name not in probes), default=MIN_SAMPLE_S)
+    count = max(1, math.ceil(MIN_SAMPLE_S / max(slowest, 1e-9)))
+    repeats = {name: 1 if name in probes else count for name in contenders}
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for round_index in range(rounds):
@@ -248,7 +251,7 @@ def run_case(case: Case, spec: Loss, rounds: int, compile_torch: bool, probe: tu
             result.notes["torch_compile"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:160]}"
     else:
         result.notes["torch_compile"] = "not run (--no-compile)"
-    result.seconds = median_times(contenders, rounds, paced_as={"stream": "losscc_out"})
+    result.seconds = median_times(contenders, rounds)
     return result
 
 
