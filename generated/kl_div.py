@@ -19,20 +19,21 @@ def _forward_plain(input_a, target_a, loss_out, partials, nchunks, store):
         lo = min(chunk * size, n)
         hi = min(lo + size, n)
         m = hi - lo
+        F = rt.data_float(input_a)  # the arithmetic's type: float32 for float32 data
         input_c = input_a[lo:hi]
         target_c = target_a[lo:hi]
         acc = 0.0
         if store:
             loss_c = loss_out[lo:hi]
             for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                loss_c[i] = -input*target + rt.xlogy_as(target, target, input_a)
+                input = input_c[i]
+                target = target_c[i]
+                loss_c[i] = -input*target + rt.xlogy_in(target, target, input_a)
         else:
             for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                acc += -input*target + rt.xlogy_as(target, target, input_a)
+                input = input_c[i]
+                target = target_c[i]
+                acc += -input*target + rt.xlogy_in(target, target, input_a)
         partials[chunk] = acc
 
 
@@ -47,6 +48,7 @@ def _fused_plain(input_a, target_a, go_a, scale, use_array, loss_out, partials, 
         lo = min(chunk * size, n)
         hi = min(lo + size, n)
         m = hi - lo
+        F = rt.data_float(input_a)  # the arithmetic's type: float32 for float32 data
         input_c = input_a[lo:hi]
         target_c = target_a[lo:hi]
         input_gc = input_g[lo:hi]
@@ -55,26 +57,26 @@ def _fused_plain(input_a, target_a, go_a, scale, use_array, loss_out, partials, 
         if store:
             loss_c = loss_out[lo:hi]
             for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                loss_c[i] = -input*target + rt.xlogy_as(target, target, input_a)
-                input_gc[i] = scale * (-target)
-                target_gc[i] = scale * (-input + (0.0 if (target == 0.0) else rt.log_as(target, input_a)) + rt.ratio(target, target))
+                input = input_c[i]
+                target = target_c[i]
+                loss_c[i] = -input*target + rt.xlogy_in(target, target, input_a)
+                input_gc[i] = -F(scale)*target
+                target_gc[i] = F(scale)*(-input + (F(0.0) if (target == F(0.0)) else rt.log_in(target, input_a)) + rt.ratio_in(target, target, input_a))
         elif use_array:
             go_c = go_a[lo:hi]
             for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                input_gc[i] = s * (-target)
-                target_gc[i] = s * (-input + (0.0 if (target == 0.0) else rt.log_as(target, input_a)) + rt.ratio(target, target))
+                s = go_c[i]
+                input = input_c[i]
+                target = target_c[i]
+                input_gc[i] = -s*target
+                target_gc[i] = s*(-input + (F(0.0) if (target == F(0.0)) else rt.log_in(target, input_a)) + rt.ratio_in(target, target, input_a))
         else:
             for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                acc += -input*target + rt.xlogy_as(target, target, input_a)
-                input_gc[i] = scale * (-target)
-                target_gc[i] = scale * (-input + (0.0 if (target == 0.0) else rt.log_as(target, input_a)) + rt.ratio(target, target))
+                input = input_c[i]
+                target = target_c[i]
+                acc += -input*target + rt.xlogy_in(target, target, input_a)
+                input_gc[i] = -F(scale)*target
+                target_gc[i] = F(scale)*(-input + (F(0.0) if (target == F(0.0)) else rt.log_in(target, input_a)) + rt.ratio_in(target, target, input_a))
         partials[chunk] = acc
 
 
@@ -86,20 +88,21 @@ def _forward_log_target(input_a, target_a, loss_out, partials, nchunks, store):
         lo = min(chunk * size, n)
         hi = min(lo + size, n)
         m = hi - lo
+        F = rt.data_float(input_a)  # the arithmetic's type: float32 for float32 data
         input_c = input_a[lo:hi]
         target_c = target_a[lo:hi]
         acc = 0.0
         if store:
             loss_c = loss_out[lo:hi]
             for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                loss_c[i] = (-input + target)*rt.exp_as(target, input_a)
+                input = input_c[i]
+                target = target_c[i]
+                loss_c[i] = (-input + target)*rt.exp_in(target, input_a)
         else:
             for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                acc += (-input + target)*rt.exp_as(target, input_a)
+                input = input_c[i]
+                target = target_c[i]
+                acc += (-input + target)*rt.exp_in(target, input_a)
         partials[chunk] = acc
 
 
@@ -114,6 +117,7 @@ def _fused_log_target(input_a, target_a, go_a, scale, use_array, loss_out, parti
         lo = min(chunk * size, n)
         hi = min(lo + size, n)
         m = hi - lo
+        F = rt.data_float(input_a)  # the arithmetic's type: float32 for float32 data
         input_c = input_a[lo:hi]
         target_c = target_a[lo:hi]
         input_gc = input_g[lo:hi]
@@ -122,31 +126,31 @@ def _fused_log_target(input_a, target_a, go_a, scale, use_array, loss_out, parti
         if store:
             loss_c = loss_out[lo:hi]
             for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = rt.exp_as(target, input_a)
+                input = input_c[i]
+                target = target_c[i]
+                _t0 = rt.exp_in(target, input_a)
                 _t1 = _t0*(-input + target)
                 loss_c[i] = _t1
-                input_gc[i] = scale * (-_t0)
-                target_gc[i] = scale * (_t0 + _t1)
+                input_gc[i] = -F(scale)*_t0
+                target_gc[i] = F(scale)*(_t0 + _t1)
         elif use_array:
             go_c = go_a[lo:hi]
             for i in range(m):
-                s = np.float64(go_c[i])
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = rt.exp_as(target, input_a)
-                input_gc[i] = s * (-_t0)
-                target_gc[i] = s * (_t0*(-input + target) + _t0)
+                s = go_c[i]
+                input = input_c[i]
+                target = target_c[i]
+                _t0 = rt.exp_in(target, input_a)
+                input_gc[i] = -s*_t0
+                target_gc[i] = s*(_t0*(-input + target) + _t0)
         else:
             for i in range(m):
-                input = np.float64(input_c[i])
-                target = np.float64(target_c[i])
-                _t0 = rt.exp_as(target, input_a)
+                input = input_c[i]
+                target = target_c[i]
+                _t0 = rt.exp_in(target, input_a)
                 _t1 = _t0*(-input + target)
                 acc += _t1
-                input_gc[i] = scale * (-_t0)
-                target_gc[i] = scale * (_t0 + _t1)
+                input_gc[i] = -F(scale)*_t0
+                target_gc[i] = F(scale)*(_t0 + _t1)
         partials[chunk] = acc
 
 

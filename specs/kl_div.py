@@ -33,6 +33,7 @@ SPEC = Loss(
         Flag("log_target", False, doc="target is given as log-probabilities"),
     ),
     element=element,
+    float32_arithmetic=True,  # torch's own formula, computed in float32 as torch does
     extra_reductions=(("batchmean", BatchSize("input")),),
     prepare=prepare,
     notes=(
