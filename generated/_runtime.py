@@ -1327,6 +1327,21 @@ class Plan:
         run(self.forward_kernel, self.nchunks, *self.flat(values), *self.scalars, self.empty, partials, self.nchunks, False)
         return np.asarray(self.value_of(partials.sum(), self.denominator), dtype=self.dtype)
 
+    def backward(self, grad_output, values):
+        grad_output = checked_grad_output(grad_output, self.shape, self.reduction != "none")
+        if self.reduction == "none":
+            go = np.ascontiguousarray(grad_output, dtype=self.dtype).reshape(-1)
+            scale, use_array = 1.0, True
+        else:
+            go = self.empty
+            scale = float(grad_output.reshape(-1)[0]) * self.coefficient
+            use_array = False
+        grads = [self.output() for _ in range(self.gradients)]
+        partials = np.zeros(self.nchunks, dtype=np.float64)
+        run(self.fused_kernel, self.nchunks, *self.flat(values), *self.scalars, go, scale, use_array, go[:0],
+            partials, self.nchunks, False, *grads)
+        return tuple(None if k is None else self.shaped(grads[k]) for k in self.gradient_of)
+
     def value_and_grad(self, values):
         partials = np.zeros(self.nchunks, dtype=np.float64)
         grads = [self.output() for _ in range(self.gradients)]
@@ -1596,6 +1611,10 @@ class ElementwiseLoss:
         return value.astype(call.original_dtypes[rule] if value.ndim else np.int64)
 
     def backward(self, grad_output, values):
+        key, plan = self.plan_for(values)
+        if plan is not None:
+            return plan.backward(grad_output, values)
+        given = [values.get(name) for name in self.arrays] if key is not None else None
         call = self.bind(values)
         dtype = self.dtype(call)
         flat = self.flat(call, dtype)
@@ -1613,7 +1632,10 @@ class ElementwiseLoss:
         grads = [kernel_output(n, dtype) for _ in self.differentiable]
         partials = np.zeros(nchunks, dtype=np.float64)
         run(fused, nchunks, *flat, *self.scalars(call), go, scale, use_array, go[:0], partials, nchunks, False, *grads)
-        return self.shape_grads(call, grads, dtype)
+        result = self.shape_grads(call, grads, dtype)
+        if key is not None:
+            self.remember(key, given, call, dtype)
+        return result
 
     def value_and_grad(self, values, out=None):
         key, plan = self.plan_for(values) if out is None else (None, None)

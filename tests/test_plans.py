@@ -21,7 +21,7 @@ FILLS = (np.nan, np.inf, -np.inf, -1e30, 1e30, -2.0, 2.0, 0.0)
 
 
 def loss_of(name: str) -> rt.ElementwiseLoss:
-    return support.generated_module().__dict__[name].__globals__["_LOSS"]
+    return getattr(support.generated_module(), name).__globals__["_LOSS"]
 
 
 def same(a, b) -> None:
@@ -42,13 +42,13 @@ def same(a, b) -> None:
 @pytest.fixture
 def plan_calls(monkeypatch):
     """How many calls each Plan entry point served."""
-    counts = {"forward": 0, "value_and_grad": 0}
+    counts = {"forward": 0, "value_and_grad": 0, "backward": 0}
     for entry in counts:
         original = getattr(rt.Plan, entry)
 
-        def counted(self, values, _original=original, _entry=entry):
+        def counted(self, *arguments, _original=original, _entry=entry):
             counts[_entry] += 1
-            return _original(self, values)
+            return _original(self, *arguments)
 
         monkeypatch.setattr(rt.Plan, entry, counted)
     return counts
@@ -64,12 +64,15 @@ def test_planned_calls_equal_the_full_path(loaded, options, reduction, dtype, fa
     positional, keywords = split_args(spec, args)
     module = support.generated_module()
     forward, value_and_grad = getattr(module, spec.name), getattr(module, spec.name + "_value_and_grad")
+    backward = getattr(module, spec.name + "_backward")
     loss = loss_of(spec.name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         monkeypatch.setattr(loss, "signature_only_prepare", False)
         try:
-            full = (forward(*positional, **keywords), value_and_grad(*positional, **keywords))
+            value = forward(*positional, **keywords)
+            grad_output = rng.standard_normal(np.shape(value)).astype(dtype) if reduction == "none" else np.asarray(0.7, dtype)
+            full = (value, value_and_grad(*positional, **keywords), backward(grad_output, *positional, **keywords))
         except Exception as error:  # noqa: BLE001 - the planned path must raise the same
             full = error
         monkeypatch.setattr(loss, "signature_only_prepare", True)
@@ -81,11 +84,12 @@ def test_planned_calls_equal_the_full_path(loaded, options, reduction, dtype, fa
                 continue
             same(forward(*positional, **keywords), full[0])
             same(value_and_grad(*positional, **keywords), full[1])
+            same(backward(grad_output, *positional, **keywords), full[2])
     if isinstance(full, Exception):
         assert not loss.plans, "a call that raised left a plan"
     elif options == {} and family == "scalar":  # plain: every array of one shape, no option
-        # the first forward makes the plan, which serves every later call of either entry point
-        assert plan_calls["forward"] == 2 and plan_calls["value_and_grad"] == 3
+        # the first forward makes the plan, which serves every later call of each entry point
+        assert plan_calls == {"forward": 2, "value_and_grad": 3, "backward": 3}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
@@ -186,3 +190,19 @@ def test_the_plan_table_stays_bounded():
     for n in range(1, 2 * rt.ElementwiseLoss.PLAN_LIMIT + 2):
         module.mse_loss(np.ones(n), np.zeros(n))
         assert 1 <= len(loss.plans) <= rt.ElementwiseLoss.PLAN_LIMIT
+
+
+def test_a_planned_backward_checks_grad_output(plan_calls):
+    """grad_output is the caller's on every call: a plan checks its shape as the full path does."""
+    module = support.generated_module()
+    x, y = np.linspace(-2, 2, 8), np.zeros(8)
+    loss_of("mse_loss").plans.clear()
+    module.mse_loss_backward(np.ones(8), x, y, reduction="none")
+    module.mse_loss_backward(np.ones(8), x, y, reduction="none")
+    assert plan_calls["backward"] == 1
+    with pytest.raises(ValueError, match="grad_output has shape"):
+        module.mse_loss_backward(np.ones(7), x, y, reduction="none")
+    module.mse_loss_backward(np.asarray(1.0), x, y)  # a plan for 'mean'
+    with pytest.raises(ValueError, match="must be a scalar"):
+        module.mse_loss_backward(np.ones(2), x, y)
+    assert plan_calls["backward"] == 3  # both bad grad_outputs met a plan
