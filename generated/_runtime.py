@@ -1296,7 +1296,7 @@ class Plan:
         self.reduction = call.reduction
         self.denominator = denominator
         self.value_of = loss.value_of[call.reduction]
-        self.coefficient = float(loss.coefficient_of[call.reduction](denominator))  # as loss.coefficient()
+        self.coefficient = loss.coefficient(call)
         self.gradients = len(loss.differentiable)
         # per required argument, its gradient's index among the kernel's, or None (as shape_grads)
         self.gradient_of = tuple(
@@ -1436,8 +1436,7 @@ class ElementwiseLoss:
                 or any(call.values.get(name) is not array for name, array in zip(self.arrays, given))
                 or self.scalars(call) != tuple(float(value) for value in reals)):
             return
-        rule = self.denominators[call.reduction]
-        if rule is not None and rule[0] not in ("count", "batch") and not (rule[0] == "sum" and call.values.get(rule[1]) is None):
+        if self.denominator_reads_values(call):
             return
         denominator = np.float64(self.cached_denominator(call))
         if not (denominator != 0.0 and math.isfinite(denominator)):  # reduce() silences numpy there: leave it to it
@@ -1551,6 +1550,11 @@ class ElementwiseLoss:
             return float(np.sum(array, dtype=np.float64))
         shape = call.original_shapes[tensor]  # batch size
         return float(shape[0]) if len(shape) else 1.0
+
+    def denominator_reads_values(self, call):
+        """Whether denominator(call) sums an array (a given weight) rather than reading shapes."""
+        rule = self.denominators[call.reduction]
+        return rule is not None and rule[0] == "sum" and call.values.get(rule[1]) is not None
 
     def cached_denominator(self, call):
         """denominator(call), computed once per call: the gradients' coefficient and the value
