@@ -807,8 +807,26 @@ def xlogy_in(a, b, like):
 # than 256 bytes (vector width x unroll) before an output, which a small array allocated just
 # before one does. The scalar loop adds the loss in another order, so the last bit of a sum
 # depended on where malloc had put the arrays. The kernels' outputs start 512 bytes into an
-# allocation of their own, past any other array.
+# allocation of their own, past any other array. A caller's out= array is written directly only
+# where it does not start that close after an input (starts_within_reach).
 OUTPUT_LEAD_BYTES = 512
+VECTOR_REACH_BYTES = 256  # vector width x unroll: 16 float32 or 8 float64 lanes of AVX-512, 4 times
+
+
+def starts_within_reach(array, inputs):
+    """Whether array starts less than VECTOR_REACH_BYTES after the start of one of the inputs, so
+    that a kernel writing it would run its loop scalar (above). Only an input shorter than that
+    can be so close without overlapping it (which out= checks rule out); its address is read only
+    then. Measured: soft_margin_loss's 'mean' of 20 float64 elements differed in its last bit with
+    an out= array placed 20 to 31 elements after the input's start."""
+    start = None
+    for other in inputs:
+        if other.nbytes < VECTOR_REACH_BYTES:
+            if start is None:
+                start = array.__array_interface__["data"][0]
+            if 0 <= start - other.__array_interface__["data"][0] < VECTOR_REACH_BYTES:
+                return True
+    return False
 
 
 def malloc_keeps_memory(tunables, at_least):
@@ -892,11 +910,18 @@ OUTPUTS = OutputPool()
 def kernel_output(shape, dtype):
     """An uninitialized C-contiguous array for a kernel to write, never preceded closely by
     another array; large ones reuse the memory of outputs the caller has dropped (OutputPool)."""
-    dtype = np.dtype(dtype)
-    lead = OUTPUT_LEAD_BYTES // dtype.itemsize
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    block = OUTPUTS.take((lead + math.prod(shape)) * dtype.itemsize)
-    return block.view(dtype)[lead:].reshape(shape)
+    return flat_output(math.prod(shape), np.dtype(dtype)).reshape(shape)
+
+
+def flat_output(count, dtype):
+    """kernel_output((count,), dtype) for a numpy dtype, in as few steps as possible: each costs
+    when the caches are cold (a uint8 block viewed as dtype, then sliced, took 35-40 us after a
+    240 MB pass, an array of dtype sliced 13-17 us)."""
+    lead = OUTPUT_LEAD_BYTES // dtype.itemsize
+    if not OUTPUTS.needed:
+        return np.empty(lead + count, dtype)[lead:]
+    return OUTPUTS.take((lead + count) * dtype.itemsize).view(dtype)[lead:]
 
 
 def chunk_count(n):
@@ -986,9 +1011,12 @@ def as_array(name, value, allow_bool=False):
 def run(kernel, nchunks, *args):
     """kernel(*args). A single chunk runs on the calling thread alone: waking the thread pool
     for it costs more than the work, and with torch's OpenMP threads spinning in the same
-    process far more (mse 1e4: 7.5 ms instead of 0.07 ms, measured)."""
+    process far more (mse 1e4: 7.5 ms instead of 0.07 ms, measured). Several chunks go straight
+    to the kernel: numba.get_num_threads() took 45 us when the caches were cold."""
+    if nchunks > 1:
+        return kernel(*args)
     threads = numba.get_num_threads()
-    if nchunks > 1 or threads == 1:
+    if threads == 1:
         return kernel(*args)
     numba.set_num_threads(1)  # thread-local: other threads' calls are not affected
     try:
@@ -1304,28 +1332,27 @@ class Plan:
             for name in loss.required
         )
         self.empty = np.empty(0, dtype=dtype)  # the kernels' unused array arguments: never written
-        self.lead = OUTPUT_LEAD_BYTES // dtype.itemsize  # kernel_output's, worked out once
-        self.output_bytes = (self.lead + self.n) * dtype.itemsize
         self.flat_shape = self.shape == (self.n,)
 
     def output(self):
         """kernel_output(n, dtype), flat (each step of it costs when the caches are cold)."""
-        return OUTPUTS.take(self.output_bytes).view(self.dtype)[self.lead:]
+        return flat_output(self.n, self.dtype)
 
     def shaped(self, flat):
         return flat if self.flat_shape else flat.reshape(self.shape)
 
     def flat(self, values):
+        if self.flat_shape:  # already flat: a reshape would cost a view per array
+            return [values[name] for name in self.names]
         return [values[name].reshape(-1) for name in self.names]
 
     def forward(self, values):
-        partials = np.zeros(self.nchunks, dtype=np.float64)
         if self.reduction == "none":
             out = self.output()
-            run(self.forward_kernel, self.nchunks, *self.flat(values), *self.scalars, out, partials, self.nchunks, True)
+            run(self.forward_kernel, self.nchunks, *self.flat(values), *self.scalars, out, self.nchunks, True)
             return self.shaped(out)
-        run(self.forward_kernel, self.nchunks, *self.flat(values), *self.scalars, self.empty, partials, self.nchunks, False)
-        return np.asarray(self.value_of(partials.sum(), self.denominator), dtype=self.dtype)
+        total = run(self.forward_kernel, self.nchunks, *self.flat(values), *self.scalars, self.empty, self.nchunks, False)
+        return np.asarray(self.value_of(total, self.denominator), dtype=self.dtype)
 
     def backward(self, grad_output, values):
         grad_output = checked_grad_output(grad_output, self.shape, self.reduction != "none")
@@ -1337,23 +1364,53 @@ class Plan:
             scale = float(grad_output.reshape(-1)[0]) * self.coefficient
             use_array = False
         grads = [self.output() for _ in range(self.gradients)]
-        partials = np.zeros(self.nchunks, dtype=np.float64)
         run(self.fused_kernel, self.nchunks, *self.flat(values), *self.scalars, go, scale, use_array, go[:0],
-            partials, self.nchunks, False, *grads)
+            self.nchunks, False, *grads)
         return tuple(None if k is None else self.shaped(grads[k]) for k in self.gradient_of)
 
-    def value_and_grad(self, values):
-        partials = np.zeros(self.nchunks, dtype=np.float64)
-        grads = [self.output() for _ in range(self.gradients)]
+    def out_arrays(self, out, values):
+        """The caller's out= tuple as the kernel's gradient arrays ({index: array}) where the
+        plan can write into it as it is: one entry per required argument, None exactly where
+        the gradient is None, elsewhere an ndarray of the plan's shape and dtype, C-contiguous,
+        writeable, overlapping no argument and no other entry, and not just after an argument
+        (starts_within_reach). Otherwise None: the full path checks the call again, says what is
+        wrong or copies."""
+        if (out.__class__ is not tuple and out.__class__ is not list) or len(out) != len(self.gradient_of):
+            return None
+        inputs = [values[name] for name in self.names]
+        given = {}
+        for k, array in zip(self.gradient_of, out):
+            if k is None:
+                if array is not None:
+                    return None
+                continue
+            if (array.__class__ is not np.ndarray or array.shape != self.shape or array.dtype is not self.dtype
+                    or not array.flags.c_contiguous or not array.flags.writeable or starts_within_reach(array, inputs)):
+                return None
+            for other in inputs + list(given.values()):
+                if np.shares_memory(array, other):
+                    return None
+            given[k] = array
+        return given
+
+    def value_and_grad(self, values, given=None):
+        """given: out_arrays(), the caller's arrays for the gradients, returned as they are."""
+        if given is None:
+            grads = [self.output() for _ in range(self.gradients)]
+        else:
+            grads = [self.output() if k not in given else given[k] if self.flat_shape else given[k].reshape(-1)
+                     for k in range(self.gradients)]
         if self.reduction == "none":
             out = self.output()
             run(self.fused_kernel, self.nchunks, *self.flat(values), *self.scalars, self.empty, 1.0, False, out,
-                partials, self.nchunks, True, *grads)
+                self.nchunks, True, *grads)
             value = self.shaped(out)
         else:
-            run(self.fused_kernel, self.nchunks, *self.flat(values), *self.scalars, self.empty, self.coefficient, False,
-                self.empty, partials, self.nchunks, False, *grads)
-            value = np.asarray(self.value_of(partials.sum(), self.denominator), dtype=self.dtype)
+            total = run(self.fused_kernel, self.nchunks, *self.flat(values), *self.scalars, self.empty, self.coefficient,
+                        False, self.empty, self.nchunks, False, *grads)
+            value = np.asarray(self.value_of(total, self.denominator), dtype=self.dtype)
+        if given is not None:
+            return value, tuple(None if k is None else given[k] for k in self.gradient_of)
         return value, tuple(None if k is None else self.shaped(grads[k]) for k in self.gradient_of)
 
 
@@ -1563,13 +1620,14 @@ class ElementwiseLoss:
             call.denominator = self.denominator(call)
         return call.denominator
 
-    def reduce(self, call, partials):
-        """The reduced loss f(S, D); numpy division, so an empty 'mean' is nan as in torch."""
+    def reduce(self, call, total):
+        """The reduced loss f(S, D) of the loss summed, S = total; numpy division, so an empty
+        'mean' is nan as in torch."""
         denominator = np.float64(self.cached_denominator(call))
         if denominator != 0.0 and math.isfinite(denominator):  # nothing to silence: skip errstate's 2.6 us
-            return self.value_of[call.reduction](partials.sum(), denominator)
+            return self.value_of[call.reduction](total, denominator)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return self.value_of[call.reduction](partials.sum(), denominator)
+            return self.value_of[call.reduction](total, denominator)
 
     def coefficient(self, call):
         """df/dS, the factor of every element's gradient under the reduction."""
@@ -1594,14 +1652,13 @@ class ElementwiseLoss:
         forward = self.kernels(call)[0]
         n = math.prod(call.shape)
         nchunks = chunk_count(n)
-        partials = np.zeros(nchunks, dtype=np.float64)
         if call.reduction == "none":
             out = kernel_output(n, dtype)
-            run(forward, nchunks, *flat, *self.scalars(call), out, partials, nchunks, True)
+            run(forward, nchunks, *flat, *self.scalars(call), out, nchunks, True)
             result = self.in_result_dtype(call, out.reshape(call.shape))
         else:
-            run(forward, nchunks, *flat, *self.scalars(call), partials[:0].astype(dtype), partials, nchunks, False)
-            result = self.in_result_dtype(call, np.asarray(self.reduce(call, partials), dtype=dtype))
+            total = run(forward, nchunks, *flat, *self.scalars(call), np.empty(0, dtype=dtype), nchunks, False)
+            result = self.in_result_dtype(call, np.asarray(self.reduce(call, total), dtype=dtype))
         if key is not None:
             self.remember(key, given, call, dtype)
         return result
@@ -1634,17 +1691,20 @@ class ElementwiseLoss:
             scale = float(grad_output.reshape(-1)[0]) * self.coefficient(call)
             use_array = False
         grads = [kernel_output(n, dtype) for _ in self.differentiable]
-        partials = np.zeros(nchunks, dtype=np.float64)
-        run(fused, nchunks, *flat, *self.scalars(call), go, scale, use_array, go[:0], partials, nchunks, False, *grads)
+        run(fused, nchunks, *flat, *self.scalars(call), go, scale, use_array, go[:0], nchunks, False, *grads)
         result = self.shape_grads(call, grads, dtype)
         if key is not None:
             self.remember(key, given, call, dtype)
         return result
 
     def value_and_grad(self, values, out=None):
-        key, plan = self.plan_for(values) if out is None else (None, None)
+        key, plan = self.plan_for(values)
         if plan is not None:
-            return plan.value_and_grad(values)
+            if out is None:
+                return plan.value_and_grad(values)
+            given = plan.out_arrays(out, values)
+            if given is not None:
+                return plan.value_and_grad(values, given)
         given_arrays = [values.get(name) for name in self.arrays] if key is not None else None
         call = self.bind(values)
         dtype = self.dtype(call)
@@ -1653,17 +1713,16 @@ class ElementwiseLoss:
         fused = self.kernels(call)[1]
         n = math.prod(call.shape)
         nchunks = chunk_count(n)
-        partials = np.zeros(nchunks, dtype=np.float64)
-        grads = [self.gradient_buffer(given.get(name), call.shape, dtype).reshape(-1) for name in self.differentiable]
+        grads = [self.gradient_buffer(given.get(name), call.shape, dtype, flat).reshape(-1) for name in self.differentiable]
         if call.reduction == "none":
             out = kernel_output(n, dtype)
-            run(fused, nchunks, *flat, *self.scalars(call), out[:0], 1.0, False, out, partials, nchunks, True, *grads)
+            run(fused, nchunks, *flat, *self.scalars(call), out[:0], 1.0, False, out, nchunks, True, *grads)
             value = out.reshape(call.shape)
         else:
             coefficient = self.coefficient(call)
             empty = np.empty(0, dtype=dtype)
-            run(fused, nchunks, *flat, *self.scalars(call), empty, coefficient, False, empty, partials, nchunks, False, *grads)
-            value = np.asarray(self.reduce(call, partials), dtype=dtype)
+            total = run(fused, nchunks, *flat, *self.scalars(call), empty, coefficient, False, empty, nchunks, False, *grads)
+            value = np.asarray(self.reduce(call, total), dtype=dtype)
         result = self.in_result_dtype(call, value), into_out(self.shape_grads(call, grads, dtype), given, self.required)
         if key is not None:
             self.remember(key, given_arrays, call, dtype)
@@ -1706,14 +1765,20 @@ class ElementwiseLoss:
                 raise ValueError("out entry for {} must be C-contiguous and writeable".format(name))
             if any(np.shares_memory(array, v) for v in call.raw.values() if isinstance(v, np.ndarray)):
                 raise ValueError("out entry for {} overlaps an argument: inputs are never written".format(name))
+            for other, taken in given.items():
+                if np.shares_memory(array, taken):
+                    raise ValueError("out entries for {} and {} overlap: each gradient needs an array of its own".format(
+                        other, name))
             given[name] = array
         return given
 
     @staticmethod
-    def gradient_buffer(target, shape, dtype):
+    def gradient_buffer(target, shape, dtype, inputs):
         """Where the kernel writes a gradient: the caller's array when it is exactly the kernel's
-        (same shape and dtype: no copy, no fresh pages), else a fresh one."""
-        if target is not None and target.shape == tuple(shape) and target.dtype == dtype:
+        (same shape and dtype: no copy, no fresh pages) and not just after one of the kernel's
+        inputs (starts_within_reach), else a fresh one (into_out copies it over)."""
+        if (target is not None and target.shape == tuple(shape) and target.dtype == dtype
+                and not starts_within_reach(target, inputs)):
             return target.reshape(shape)
         return kernel_output(shape, dtype)
 
@@ -1853,14 +1918,14 @@ class RowLoss(ElementwiseLoss):
             run(forward, nchunks, *arrays, *scalars, ignore, out, partials, nchunks, True)
             return out.reshape(shape)
         run(forward, nchunks, *arrays, *scalars, ignore, np.empty((1,) * len(out_shape), dtype=dtype), partials, nchunks, False)
-        return np.asarray(self.reduce(call, partials), dtype=dtype)
+        return np.asarray(self.reduce(call, partials.sum()), dtype=dtype)
 
     def run_fused(self, values, grad_output, out_grads=None):
         call, dtype, _, fused, arrays, scalars, ignore, shape, nchunks, differentiable = self.setup(values)
         given = self.checked_out(call, out_grads, differentiable)
         partials = np.zeros(nchunks, dtype=np.float64)
         input_shape = call["input"].shape
-        grads = [self.gradient_buffer(given.get(name), input_shape, dtype).reshape(arrays[0].shape)
+        grads = [self.gradient_buffer(given.get(name), input_shape, dtype, arrays).reshape(arrays[0].shape)
                  for name in differentiable]
         out_shape = arrays[0].shape[:1] if arrays[0].ndim == 2 else (arrays[0].shape[0], arrays[0].shape[2])
         out = kernel_output(out_shape, dtype)
@@ -1878,7 +1943,7 @@ class RowLoss(ElementwiseLoss):
         if not store and not math.isfinite(scale) and call.reduction == "mean":
             scale = 0.0  # an empty mean (all targets ignored): torch's gradient is zero, not nan
         run(fused, nchunks, *arrays, *scalars, ignore, go, scale, use_array, out, partials, nchunks, store, *grads)
-        value = out.reshape(shape) if store else np.asarray(self.reduce(call, partials), dtype=dtype)
+        value = out.reshape(shape) if store else np.asarray(self.reduce(call, partials.sum()), dtype=dtype)
         by_name = dict(zip(differentiable, grads))
         result = []
         for name in self.required:

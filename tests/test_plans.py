@@ -112,6 +112,59 @@ def test_plans_follow_new_data(loaded, dtype, plan_calls, monkeypatch):
     same(planned, value_and_grad(*second[0], **second[1]))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+@pytest.mark.parametrize("loaded", PLANNED, ids=support.loss_id)
+def test_planned_out_equals_the_full_path(loaded, reduction, dtype, plan_calls, monkeypatch):
+    """value_and_grad(..., out=) with a plan writes what the full path writes, into the
+    caller's arrays, and returns those arrays."""
+    spec = loaded.spec
+    rng = np.random.default_rng(support.seed_of(spec.name, {}, reduction, "kdim"))
+    positional, keywords = split_args(spec, make_args(spec, {}, "kdim", dtype, rng, reduction))
+    value_and_grad = getattr(support.generated_module(), spec.name + "_value_and_grad")
+    loss = loss_of(spec.name)
+    monkeypatch.setattr(loss, "signature_only_prepare", False)
+    full = value_and_grad(*positional, **keywords)
+    monkeypatch.setattr(loss, "signature_only_prepare", True)
+    loss.plans.clear()
+    for _ in range(3):  # the first call makes the plan, the others write through it
+        out = tuple(None if g is None else np.full_like(g, np.nan) for g in full[1])
+        value, grads = value_and_grad(*positional, **keywords, out=out)
+        same((value, grads), full)
+        assert all(g is o for g, o in zip(grads, out)), "the out arrays themselves are returned"
+    assert plan_calls["value_and_grad"] == 2
+
+
+def test_a_planned_out_is_checked(plan_calls):
+    """Every out= check of the full path holds when a plan exists: a bad out= goes to the full
+    path, which rejects it; a good one after it still uses the plan."""
+    module = support.generated_module()
+    x, y = np.linspace(-2, 2, 8), np.linspace(1, 3, 8)
+    loss_of("mse_loss").plans.clear()
+    good = (np.empty(8), np.empty(8))
+    module.mse_loss_value_and_grad(x, y, out=good)
+    module.mse_loss_value_and_grad(x, y, out=good)
+    assert plan_calls["value_and_grad"] == 1
+    read_only = np.empty(8)
+    read_only.flags.writeable = False
+    bad = {
+        "one entry": (good[0],),
+        "wrong shape": (np.empty(9), good[1]),
+        "wrong dtype": (np.empty(8, np.float32), good[1]),
+        "not contiguous": (np.empty(16)[::2], good[1]),
+        "read-only": (read_only, good[1]),
+        "an input": (x, good[1]),
+        "a view of an input": (good[0], y[:]),
+        "one array for both": (good[0], good[0]),
+    }
+    for reason, out in bad.items():
+        with pytest.raises(ValueError):
+            module.mse_loss_value_and_grad(x, y, out=out)
+            pytest.fail(f"out with {reason} was accepted")
+    module.mse_loss_value_and_grad(x, y, out=good)
+    assert plan_calls["value_and_grad"] == 2
+
+
 def prepare_reads_values(loaded, dtype) -> str | None:
     """Why the spec's prepare step is not signature-only, or None: binding a call (which runs
     prepare) whose arrays all share one plain signature but are filled with nan, infinities,
