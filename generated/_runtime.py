@@ -1911,19 +1911,17 @@ class RowLoss(ElementwiseLoss):
 
     def forward(self, values):
         call, dtype, forward, _, arrays, scalars, ignore, shape, nchunks, _ = self.setup(values)
-        partials = np.zeros(nchunks, dtype=np.float64)
         out_shape = arrays[0].shape[:1] if arrays[0].ndim == 2 else (arrays[0].shape[0], arrays[0].shape[2])
         if call.reduction == "none":
             out = kernel_output(out_shape, dtype)
-            run(forward, nchunks, *arrays, *scalars, ignore, out, partials, nchunks, True)
+            run(forward, nchunks, *arrays, *scalars, ignore, out, nchunks, True)
             return out.reshape(shape)
-        run(forward, nchunks, *arrays, *scalars, ignore, np.empty((1,) * len(out_shape), dtype=dtype), partials, nchunks, False)
-        return np.asarray(self.reduce(call, partials.sum()), dtype=dtype)
+        total = run(forward, nchunks, *arrays, *scalars, ignore, np.empty((1,) * len(out_shape), dtype=dtype), nchunks, False)
+        return np.asarray(self.reduce(call, total), dtype=dtype)
 
     def run_fused(self, values, grad_output, out_grads=None):
         call, dtype, _, fused, arrays, scalars, ignore, shape, nchunks, differentiable = self.setup(values)
         given = self.checked_out(call, out_grads, differentiable)
-        partials = np.zeros(nchunks, dtype=np.float64)
         input_shape = call["input"].shape
         grads = [self.gradient_buffer(given.get(name), input_shape, dtype, arrays).reshape(arrays[0].shape)
                  for name in differentiable]
@@ -1942,8 +1940,8 @@ class RowLoss(ElementwiseLoss):
             scale, use_array = float(grad_output.reshape(-1)[0]) * self.coefficient(call), False
         if not store and not math.isfinite(scale) and call.reduction == "mean":
             scale = 0.0  # an empty mean (all targets ignored): torch's gradient is zero, not nan
-        run(fused, nchunks, *arrays, *scalars, ignore, go, scale, use_array, out, partials, nchunks, store, *grads)
-        value = out.reshape(shape) if store else np.asarray(self.reduce(call, partials.sum()), dtype=dtype)
+        total = run(fused, nchunks, *arrays, *scalars, ignore, go, scale, use_array, out, nchunks, store, *grads)
+        value = out.reshape(shape) if store else np.asarray(self.reduce(call, total), dtype=dtype)
         by_name = dict(zip(differentiable, grads))
         result = []
         for name in self.required:
