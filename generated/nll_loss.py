@@ -77,8 +77,10 @@ def _fused_plain_c(input_a, target_a, ignore_index, go_a, scale, use_array, loss
                 else:
                     acc += loss_b
                 for k in range(C):
-                    input_gr[k] = s * ((-1.0 if (k == target) else 0.0))
-                    input_gr_b[k] = s_b * ((-1.0 if (k == target_b) else 0.0))
+                    input_gr[k] = 0.0
+                    input_gr_b[k] = 0.0
+                input_gr[target] = s * (-1.0)
+                input_gr_b[target_b] = s_b * (-1.0)
                 continue
             input_r = input_a[r]
             target = target_a[r]
@@ -96,7 +98,8 @@ def _fused_plain_c(input_a, target_a, ignore_index, go_a, scale, use_array, loss
             else:
                 acc += loss
             for k in range(C):
-                input_gr[k] = s * ((-1.0 if (k == target) else 0.0))
+                input_gr[k] = 0.0
+            input_gr[target] = s * (-1.0)
         partials[chunk] = acc
     total = 0.0
     for chunk in range(nchunks):
@@ -168,7 +171,8 @@ def _fused_plain_s(input_a, target_a, ignore_index, go_a, scale, use_array, loss
             else:
                 acc += loss
             for k in range(C):
-                input_gr[k] = s * ((-1.0 if (k == target) else 0.0))
+                input_gr[k] = 0.0
+            input_gr[target] = s * (-1.0)
         partials[chunk] = acc
     total = 0.0
     for chunk in range(nchunks):
@@ -241,8 +245,10 @@ def _fused_weight_c(input_a, target_a, weight_a, ignore_index, go_a, scale, use_
                 else:
                     acc += loss_b
                 for k in range(C):
-                    input_gr[k] = s * ((-weight_a[target] if (k == target) else 0.0))
-                    input_gr_b[k] = s_b * ((-weight_a[target_b] if (k == target_b) else 0.0))
+                    input_gr[k] = 0.0
+                    input_gr_b[k] = 0.0
+                input_gr[target] = s * (-weight_a[target])
+                input_gr_b[target_b] = s_b * (-weight_a[target_b])
                 continue
             input_r = input_a[r]
             target = target_a[r]
@@ -260,7 +266,8 @@ def _fused_weight_c(input_a, target_a, weight_a, ignore_index, go_a, scale, use_
             else:
                 acc += loss
             for k in range(C):
-                input_gr[k] = s * ((-weight_a[target] if (k == target) else 0.0))
+                input_gr[k] = 0.0
+            input_gr[target] = s * (-weight_a[target])
         partials[chunk] = acc
     total = 0.0
     for chunk in range(nchunks):
@@ -332,7 +339,8 @@ def _fused_weight_s(input_a, target_a, weight_a, ignore_index, go_a, scale, use_
             else:
                 acc += loss
             for k in range(C):
-                input_gr[k] = s * ((-weight_a[target] if (k == target) else 0.0))
+                input_gr[k] = 0.0
+            input_gr[target] = s * (-weight_a[target])
         partials[chunk] = acc
     total = 0.0
     for chunk in range(nchunks):

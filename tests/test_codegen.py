@@ -374,6 +374,40 @@ def test_label_sums_run_over_the_listed_labels_only():
             assert all(s.guard or any(s in o.body for o in over_labels) for s in full)
 
 
+def test_a_one_hot_gradient_zeroes_its_row_and_writes_one_entry():
+    """nll_loss's gradient is KroneckerDelta(k, target) * value: its fused kernels zero each
+    row and write the target's entry (torch's zeros + scatter), instead of a float64 select
+    per class (4096 x 1000 float32, warm: 0.29-0.38 -> 0.14-0.16 ms a kernel call). The
+    dense gradients of cross_entropy keep their per-class loop."""
+    from compiler.lower import lower_row
+
+    by_name = {s.name: s for s in support.LOSSES}
+    for variant in lower_row(by_name["nll_loss"]).variants:
+        assert variant.fused.sparse_index == "target" and variant.fused_b.sparse_index == "target_b"
+        assert not variant.fused.per_class and not variant.forward.sparse_index
+    assert not any(v.fused.sparse_index for v in lower_row(by_name["cross_entropy"]).variants)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (3, 4, 2), (3, 2000)], ids=["rows", "strided", "wide"])
+def test_a_one_hot_gradient_is_zero_off_target_for_any_grad_output(shape):
+    """Zeroed, not multiplied by zero: torch's nll_loss gradient is +0.0 off the target even
+    where grad_output is inf, nan or negative (s * 0.0 would give nan or -0.0 there)."""
+    import torch
+
+    import generated
+
+    x = np.random.default_rng(0).standard_normal(shape)
+    target = np.array([[1, 0], [0, 3], [3, 2]])[:, :len(shape) - 1].reshape((3,) + shape[2:])
+    grad_output = np.array([[np.inf, -2.0], [-np.inf, np.nan], [np.nan, 0.5]])[:, :len(shape) - 1].reshape(target.shape)
+    ours = generated.nll_loss_backward(grad_output, x, target, reduction="none")[0]
+    tx = torch.from_numpy(x).requires_grad_(True)
+    value = torch.nn.functional.nll_loss(tx, torch.from_numpy(target), reduction="none")
+    theirs = torch.autograd.grad(value, tx, torch.from_numpy(grad_output))[0].numpy()
+    np.testing.assert_array_equal(ours, theirs)
+    numbers = ~np.isnan(theirs)  # a nan's sign carries nothing
+    assert np.array_equal(np.signbit(ours[numbers]), np.signbit(theirs[numbers]))
+
+
 def test_specialize_zero_folds_the_branch_for_zero_out_of_the_nonzero_kernel():
     """smooth_l1's element starts Piecewise((|d|, Eq(beta, 0)), ...). With specialize_zero its
     kernel for nonzero beta never tests beta == 0 per element (that select chain kept the fused
