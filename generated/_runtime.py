@@ -1333,6 +1333,11 @@ class Plan:
         )
         self.empty = np.empty(0, dtype=dtype)  # the kernels' unused array arguments: never written
         self.flat_shape = self.shape == (self.n,)
+        # value_and_grad_of's case: flat arrays, a reduced loss, several chunks (run() calls the
+        # kernel directly), the optional arrays absent (the generated value_and_grad checks it)
+        self.direct = self.flat_shape and self.reduction != "none" and self.nchunks > 1
+        self.lead = OUTPUT_LEAD_BYTES // dtype.itemsize  # flat_output's
+        self.every_gradient = self.gradient_of == tuple(range(self.gradients))
 
     def output(self):
         """kernel_output(n, dtype), flat (each step of it costs when the caches are cold)."""
@@ -1367,6 +1372,24 @@ class Plan:
         run(self.fused_kernel, self.nchunks, *self.flat(values), *self.scalars, go, scale, use_array, go[:0],
             self.nchunks, False, *grads)
         return tuple(None if k is None else self.shaped(grads[k]) for k in self.gradient_of)
+
+    def value_and_grad_of(self, *arrays):
+        """value_and_grad(values) of a direct plan, given the arrays in the kernel's order, in
+        the fewest steps: each costs when the caches are cold (no comprehension, no run(), no
+        flat_output call; 40 us less than value_and_grad after a 240 MB pass)."""
+        lead, count, dtype = self.lead, self.n, self.dtype
+        grads = []
+        for _ in range(self.gradients):
+            if OUTPUTS.needed:
+                grads.append(OUTPUTS.take((lead + count) * dtype.itemsize).view(dtype)[lead:])
+            else:
+                grads.append(np.empty(lead + count, dtype)[lead:])
+        total = self.fused_kernel(*arrays, *self.scalars, self.empty, self.coefficient, False, self.empty, self.nchunks,
+                                  False, *grads)
+        value = np.asarray(self.value_of(total, self.denominator), dtype=dtype)
+        if self.every_gradient:
+            return value, tuple(grads)
+        return value, tuple([None if k is None else grads[k] for k in self.gradient_of])
 
     def out_arrays(self, out, values):
         """The caller's out= tuple as the kernel's gradient arrays ({index: array}) where the

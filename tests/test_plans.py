@@ -165,6 +165,101 @@ def test_a_planned_out_is_checked(plan_calls):
     assert plan_calls["value_and_grad"] == 2
 
 
+DIRECT_SIZE = 3 * rt.CHUNK_ELEMENTS  # flat and several chunks: Plan.direct
+
+
+def direct_args(spec, options, dtype, seed):
+    """A call of DIRECT_SIZE elements per array: the vector family's values, repeated."""
+    args = make_args(spec, options, "vector", dtype, np.random.default_rng(seed))
+    return {k: np.resize(v, DIRECT_SIZE) if isinstance(v, np.ndarray) else v for k, v in args.items()}
+
+
+@pytest.fixture
+def direct_calls(monkeypatch):
+    """How many calls the generated value_and_grad sent straight to Plan.value_and_grad_of."""
+    calls = []
+    original = rt.Plan.value_and_grad_of
+
+    def counted(self, *arrays):
+        calls.append(arrays)
+        return original(self, *arrays)
+
+    monkeypatch.setattr(rt.Plan, "value_and_grad_of", counted)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("loaded, options, reduction", support.cases(lambda s: s in PLANNED))
+def test_direct_calls_equal_the_full_path(loaded, options, reduction, dtype, direct_calls, monkeypatch):
+    """The generated value_and_grad's own check of a plain call (flat arrays of several chunks,
+    a reduced loss, no optional array) reaches the plan directly and computes what the full
+    path computes, bit for bit, for every option."""
+    spec = loaded.spec
+    args = direct_args(spec, options, dtype, support.seed_of(spec.name, options, reduction))
+    args["reduction"] = reduction
+    positional, keywords = split_args(spec, args)
+    value_and_grad = getattr(support.generated_module(), spec.name + "_value_and_grad")
+    loss = loss_of(spec.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        monkeypatch.setattr(loss, "signature_only_prepare", False)
+        loss.plans.clear()  # no plan: none is made while the flag is off
+        full = value_and_grad(*positional, **keywords)
+        monkeypatch.setattr(loss, "signature_only_prepare", True)
+        for _ in range(3):
+            same(value_and_grad(*positional, **keywords), full)
+    optional_given = any(isinstance(args.get(name), np.ndarray) for name in loss.optional)
+    direct = reduction != "none" and not optional_given and bool(loss.plans)
+    assert len(direct_calls) == (2 if direct else 0)
+
+
+@pytest.mark.parametrize("call, reaches", [
+    (lambda m, x, y: m.huber_loss_value_and_grad(x, y, delta=np.float64(1.0)), False),  # a numpy real
+    (lambda m, x, y: m.huber_loss_value_and_grad(x, y, delta=True), False),  # a bool is no real
+    (lambda m, x, y: m.huber_loss_value_and_grad(x, y, delta=1), True),  # an int: plain_key's 1 == 1.0
+    (lambda m, x, y: m.margin_ranking_loss_value_and_grad(x, y, np.sign(x), margin=-0.0), False),
+    (lambda m, x, y: m.mse_loss_value_and_grad(x, y.astype(np.float32)), False),  # mixed dtypes
+    (lambda m, x, y: m.mse_loss_value_and_grad(x[::2], y[::2]), False),  # strided
+    (lambda m, x, y: m.mse_loss_value_and_grad(x, y, weight=np.ones_like(x)), False),  # an optional array
+    (lambda m, x, y: m.mse_loss_value_and_grad(x, y, reduction="none"), False),  # unreduced
+    (lambda m, x, y: m.mse_loss_value_and_grad(x.reshape(-1, 8), y.reshape(-1, 8)), False),  # not flat
+    (lambda m, x, y: m.mse_loss_value_and_grad(x, y, reduce=True), False),  # a legacy argument
+    (lambda m, x, y: m.mse_loss_value_and_grad(list(x[:4]), y[:4]), False),  # a list
+    (lambda m, x, y: m.poisson_nll_loss_value_and_grad(x, np.abs(y), log_input=1), False),  # an int flag
+], ids=["numpy-real", "bool-real", "int-real", "negative-zero", "mixed-dtypes", "strided", "weight", "none",
+        "2d", "legacy", "list", "int-flag"])
+def test_direct_calls_take_only_what_plain_key_takes(call, reaches, direct_calls, monkeypatch):
+    """A call reaches a plan directly exactly where plain_key would give the plan's key, and
+    gives (or raises) what the full path gives."""
+    module = support.generated_module()
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal(DIRECT_SIZE), rng.standard_normal(DIRECT_SIZE)
+    names = ("huber_loss", "margin_ranking_loss", "mse_loss", "poisson_nll_loss")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            monkeypatch.setattr(loss_of(name), "signature_only_prepare", False)
+            loss_of(name).plans.clear()  # no plan: none is made while the flag is off
+        try:
+            full = call(module, x, y)
+        except Exception as error:  # noqa: BLE001 - the direct path must raise the same
+            full = error
+        for name in names:
+            monkeypatch.setattr(loss_of(name), "signature_only_prepare", True)
+        # the plain float calls of these losses: the plans these calls must not reach
+        module.huber_loss_value_and_grad(x, y, delta=1.0)
+        module.margin_ranking_loss_value_and_grad(x, y, np.sign(x), margin=0.0)
+        module.mse_loss_value_and_grad(x, y)
+        module.poisson_nll_loss_value_and_grad(x, np.abs(y), log_input=True)
+        for _ in range(3):
+            if isinstance(full, Exception):
+                with pytest.raises(type(full)):
+                    call(module, x, y)
+            else:
+                same(call(module, x, y), full)
+    assert len(direct_calls) == (3 if reaches else 0)
+
+
 def prepare_reads_values(loaded, dtype) -> str | None:
     """Why the spec's prepare step is not signature-only, or None: binding a call (which runs
     prepare) whose arrays all share one plain signature but are filled with nan, infinities,
