@@ -13,7 +13,9 @@ from . import _runtime as rt
 
 @numba.njit(**rt.JIT_KERNEL)
 def _forward_plain(distance_anchor_positive_a, distance_anchor_negative_a, distance_positive_negative_a, margin, loss_out, nchunks, store):
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = distance_anchor_positive_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -49,7 +51,9 @@ def _fused_plain(distance_anchor_positive_a, distance_anchor_negative_a, distanc
     # store: loss per element, gradients times scale (value_and_grad, 'none');
     # use_array: gradients times grad_output per element, no loss (backward, 'none');
     # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = distance_anchor_positive_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -106,7 +110,9 @@ def _fused_plain(distance_anchor_positive_a, distance_anchor_negative_a, distanc
 
 @numba.njit(**rt.JIT_KERNEL)
 def _forward_swap(distance_anchor_positive_a, distance_anchor_negative_a, distance_positive_negative_a, margin, loss_out, nchunks, store):
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = distance_anchor_positive_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -142,7 +148,9 @@ def _fused_swap(distance_anchor_positive_a, distance_anchor_negative_a, distance
     # store: loss per element, gradients times scale (value_and_grad, 'none');
     # use_array: gradients times grad_output per element, no loss (backward, 'none');
     # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = distance_anchor_positive_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):

@@ -13,7 +13,9 @@ from . import _runtime as rt
 
 @numba.njit(**rt.JIT_KERNEL)
 def _forward_plain(input_a, target_a, loss_out, nchunks, store):
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -67,7 +69,9 @@ def _fused_plain(input_a, target_a, go_a, scale, use_array, loss_out, nchunks, s
     # store: loss per element, gradients times scale (value_and_grad, 'none');
     # use_array: gradients times grad_output per element, no loss (backward, 'none');
     # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -157,7 +161,9 @@ def _fused_plain(input_a, target_a, go_a, scale, use_array, loss_out, nchunks, s
 
 @numba.njit(**rt.JIT_KERNEL)
 def _forward_pos_weight(input_a, target_a, pos_weight_a, loss_out, nchunks, store):
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -244,7 +250,9 @@ def _fused_pos_weight(input_a, target_a, pos_weight_a, go_a, scale, use_array, l
     # store: loss per element, gradients times scale (value_and_grad, 'none');
     # use_array: gradients times grad_output per element, no loss (backward, 'none');
     # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -376,7 +384,9 @@ def _fused_pos_weight(input_a, target_a, pos_weight_a, go_a, scale, use_array, l
 
 @numba.njit(**rt.JIT_KERNEL)
 def _forward_weight(input_a, target_a, weight_a, loss_out, nchunks, store):
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -437,7 +447,9 @@ def _fused_weight(input_a, target_a, weight_a, go_a, scale, use_array, loss_out,
     # store: loss per element, gradients times scale (value_and_grad, 'none');
     # use_array: gradients times grad_output per element, no loss (backward, 'none');
     # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -535,7 +547,9 @@ def _fused_weight(input_a, target_a, weight_a, go_a, scale, use_array, loss_out,
 
 @numba.njit(**rt.JIT_KERNEL)
 def _forward_pos_weight_weight(input_a, target_a, weight_a, pos_weight_a, loss_out, nchunks, store):
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -629,7 +643,9 @@ def _fused_pos_weight_weight(input_a, target_a, weight_a, pos_weight_a, go_a, sc
     # store: loss per element, gradients times scale (value_and_grad, 'none');
     # use_array: gradients times grad_output per element, no loss (backward, 'none');
     # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):

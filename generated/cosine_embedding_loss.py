@@ -17,7 +17,7 @@ from . import _pair
 def _forward_plain_c(input1_a, input2_a, target_a, margin, ignore_index, loss_out, nchunks, store):
     rows = input1_a.shape[0]
     C = input1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -53,7 +53,7 @@ def _forward_plain_c(input1_a, input2_a, target_a, margin, ignore_index, loss_ou
 def _fused_plain_c(input1_a, input2_a, target_a, margin, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input1_g, input2_g):
     rows = input1_a.shape[0]
     C = input1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -107,7 +107,7 @@ def _forward_plain_s(input1_a, input2_a, target_a, margin, ignore_index, loss_ou
     C = input1_a.shape[1]
     D = input1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -147,7 +147,7 @@ def _fused_plain_s(input1_a, input2_a, target_a, margin, ignore_index, go_a, sca
     C = input1_a.shape[1]
     D = input1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)

@@ -17,7 +17,7 @@ from . import _pair
 def _forward_plain_c(x1_a, x2_a, eps, ignore_index, loss_out, nchunks, store):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -51,7 +51,7 @@ def _forward_plain_c(x1_a, x2_a, eps, ignore_index, loss_out, nchunks, store):
 def _fused_plain_c(x1_a, x2_a, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, x1_g, x2_g):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -133,7 +133,7 @@ def _forward_plain_s(x1_a, x2_a, eps, ignore_index, loss_out, nchunks, store):
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -171,7 +171,7 @@ def _fused_plain_s(x1_a, x2_a, eps, ignore_index, go_a, scale, use_array, loss_o
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)

@@ -16,7 +16,7 @@ from . import _runtime as rt
 def _forward_plain_c(input_a, target_a, label_smoothing, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -61,7 +61,7 @@ def _forward_plain_c(input_a, target_a, label_smoothing, ignore_index, loss_out,
 def _fused_plain_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -157,7 +157,7 @@ def _forward_plain_s(input_a, target_a, label_smoothing, ignore_index, loss_out,
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -208,7 +208,7 @@ def _fused_plain_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -266,7 +266,7 @@ def _fused_plain_s(input_a, target_a, label_smoothing, ignore_index, go_a, scale
 def _forward_probabilities_c(input_a, target_a, label_smoothing, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -315,7 +315,7 @@ def _forward_probabilities_c(input_a, target_a, label_smoothing, ignore_index, l
 def _fused_probabilities_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g, target_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -427,7 +427,7 @@ def _forward_probabilities_s(input_a, target_a, label_smoothing, ignore_index, l
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -482,7 +482,7 @@ def _fused_probabilities_s(input_a, target_a, label_smoothing, ignore_index, go_
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -532,7 +532,7 @@ def _fused_probabilities_s(input_a, target_a, label_smoothing, ignore_index, go_
 def _forward_label_smoothing_c(input_a, target_a, label_smoothing, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -569,7 +569,7 @@ def _forward_label_smoothing_c(input_a, target_a, label_smoothing, ignore_index,
 def _fused_label_smoothing_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -674,7 +674,7 @@ def _forward_label_smoothing_s(input_a, target_a, label_smoothing, ignore_index,
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -715,7 +715,7 @@ def _fused_label_smoothing_s(input_a, target_a, label_smoothing, ignore_index, g
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -766,7 +766,7 @@ def _fused_label_smoothing_s(input_a, target_a, label_smoothing, ignore_index, g
 def _forward_label_smoothing_probabilities_c(input_a, target_a, label_smoothing, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -805,7 +805,7 @@ def _forward_label_smoothing_probabilities_c(input_a, target_a, label_smoothing,
 def _fused_label_smoothing_probabilities_c(input_a, target_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g, target_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -942,7 +942,7 @@ def _forward_label_smoothing_probabilities_s(input_a, target_a, label_smoothing,
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -985,7 +985,7 @@ def _fused_label_smoothing_probabilities_s(input_a, target_a, label_smoothing, i
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1044,7 +1044,7 @@ def _fused_label_smoothing_probabilities_s(input_a, target_a, label_smoothing, i
 def _forward_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1091,7 +1091,7 @@ def _forward_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index
 def _fused_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1191,7 +1191,7 @@ def _forward_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1244,7 +1244,7 @@ def _fused_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, 
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1304,7 +1304,7 @@ def _fused_weight_s(input_a, target_a, weight_a, label_smoothing, ignore_index, 
 def _forward_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1353,7 +1353,7 @@ def _forward_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing
 def _fused_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g, target_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1465,7 +1465,7 @@ def _forward_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1520,7 +1520,7 @@ def _fused_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, 
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1570,7 +1570,7 @@ def _fused_probabilities_weight_s(input_a, target_a, weight_a, label_smoothing, 
 def _forward_label_smoothing_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1610,7 +1610,7 @@ def _forward_label_smoothing_weight_c(input_a, target_a, weight_a, label_smoothi
 def _fused_label_smoothing_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1731,7 +1731,7 @@ def _forward_label_smoothing_weight_s(input_a, target_a, weight_a, label_smoothi
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1775,7 +1775,7 @@ def _fused_label_smoothing_weight_s(input_a, target_a, weight_a, label_smoothing
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1832,7 +1832,7 @@ def _fused_label_smoothing_weight_s(input_a, target_a, weight_a, label_smoothing
 def _forward_label_smoothing_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1874,7 +1874,7 @@ def _forward_label_smoothing_probabilities_weight_c(input_a, target_a, weight_a,
 def _fused_label_smoothing_probabilities_weight_c(input_a, target_a, weight_a, label_smoothing, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g, target_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -2027,7 +2027,7 @@ def _forward_label_smoothing_probabilities_weight_s(input_a, target_a, weight_a,
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -2073,7 +2073,7 @@ def _fused_label_smoothing_probabilities_weight_s(input_a, target_a, weight_a, l
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)

@@ -13,7 +13,9 @@ from . import _runtime as rt
 
 @numba.njit(**rt.JIT_KERNEL)
 def _forward_plain(input_a, target_a, margin, loss_out, nchunks, store):
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -46,7 +48,9 @@ def _fused_plain(input_a, target_a, margin, go_a, scale, use_array, loss_out, nc
     # store: loss per element, gradients times scale (value_and_grad, 'none');
     # use_array: gradients times grad_output per element, no loss (backward, 'none');
     # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):

@@ -13,7 +13,9 @@ from . import _runtime as rt
 
 @numba.njit(**rt.JIT_KERNEL)
 def _forward_plain(input_a, target_a, loss_out, nchunks, store):
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -47,7 +49,9 @@ def _fused_plain(input_a, target_a, go_a, scale, use_array, loss_out, nchunks, s
     # store: loss per element, gradients times scale (value_and_grad, 'none');
     # use_array: gradients times grad_output per element, no loss (backward, 'none');
     # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -92,7 +96,9 @@ def _fused_plain(input_a, target_a, go_a, scale, use_array, loss_out, nchunks, s
 
 @numba.njit(**rt.JIT_KERNEL)
 def _forward_log_target(input_a, target_a, loss_out, nchunks, store):
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
@@ -126,7 +132,9 @@ def _fused_log_target(input_a, target_a, go_a, scale, use_array, loss_out, nchun
     # store: loss per element, gradients times scale (value_and_grad, 'none');
     # use_array: gradients times grad_output per element, no loss (backward, 'none');
     # otherwise: loss summed per chunk, gradients times scale (value_and_grad and backward, reduced)
-    partials = np.zeros(nchunks)
+    # every chunk writes its entry; np.zeros would be a parallel loop of its own, which Numba
+    # does not fuse with the chunks': a second wake-up of the threads on every call
+    partials = np.empty(nchunks)
     n = input_a.shape[0]
     size = (n + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):

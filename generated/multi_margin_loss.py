@@ -16,7 +16,7 @@ from . import _runtime as rt
 def _forward_p1_c(input_a, target_a, margin, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -44,7 +44,7 @@ def _forward_p1_c(input_a, target_a, margin, ignore_index, loss_out, nchunks, st
 def _fused_p1_c(input_a, target_a, margin, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -136,7 +136,7 @@ def _forward_p1_s(input_a, target_a, margin, ignore_index, loss_out, nchunks, st
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -168,7 +168,7 @@ def _fused_p1_s(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -210,7 +210,7 @@ def _fused_p1_s(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
 def _forward_p1_weight_c(input_a, target_a, weight_a, margin, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -238,7 +238,7 @@ def _forward_p1_weight_c(input_a, target_a, weight_a, margin, ignore_index, loss
 def _fused_p1_weight_c(input_a, target_a, weight_a, margin, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -330,7 +330,7 @@ def _forward_p1_weight_s(input_a, target_a, weight_a, margin, ignore_index, loss
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -362,7 +362,7 @@ def _fused_p1_weight_s(input_a, target_a, weight_a, margin, ignore_index, go_a, 
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -404,7 +404,7 @@ def _fused_p1_weight_s(input_a, target_a, weight_a, margin, ignore_index, go_a, 
 def _forward_p2_c(input_a, target_a, margin, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -432,7 +432,7 @@ def _forward_p2_c(input_a, target_a, margin, ignore_index, loss_out, nchunks, st
 def _fused_p2_c(input_a, target_a, margin, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -527,7 +527,7 @@ def _forward_p2_s(input_a, target_a, margin, ignore_index, loss_out, nchunks, st
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -559,7 +559,7 @@ def _fused_p2_s(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -602,7 +602,7 @@ def _fused_p2_s(input_a, target_a, margin, ignore_index, go_a, scale, use_array,
 def _forward_p2_weight_c(input_a, target_a, weight_a, margin, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -630,7 +630,7 @@ def _forward_p2_weight_c(input_a, target_a, weight_a, margin, ignore_index, loss
 def _fused_p2_weight_c(input_a, target_a, weight_a, margin, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -725,7 +725,7 @@ def _forward_p2_weight_s(input_a, target_a, weight_a, margin, ignore_index, loss
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -757,7 +757,7 @@ def _fused_p2_weight_s(input_a, target_a, weight_a, margin, ignore_index, go_a, 
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)

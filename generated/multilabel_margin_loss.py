@@ -16,7 +16,7 @@ from . import _runtime as rt
 def _forward_plain_c(input_a, target_a, target_count_a, target_member_a, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -52,7 +52,7 @@ def _forward_plain_c(input_a, target_a, target_count_a, target_member_a, ignore_
 def _fused_plain_c(input_a, target_a, target_count_a, target_member_a, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -182,7 +182,7 @@ def _forward_plain_s(input_a, target_a, target_count_a, target_member_a, ignore_
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -222,7 +222,7 @@ def _fused_plain_s(input_a, target_a, target_count_a, target_member_a, ignore_in
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)

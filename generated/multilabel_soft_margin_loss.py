@@ -16,7 +16,7 @@ from . import _runtime as rt
 def _forward_plain_c(input_a, target_a, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -47,7 +47,7 @@ def _forward_plain_c(input_a, target_a, ignore_index, loss_out, nchunks, store):
 def _fused_plain_c(input_a, target_a, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g, target_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -136,7 +136,7 @@ def _forward_plain_s(input_a, target_a, ignore_index, loss_out, nchunks, store):
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -171,7 +171,7 @@ def _fused_plain_s(input_a, target_a, ignore_index, go_a, scale, use_array, loss
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -212,7 +212,7 @@ def _fused_plain_s(input_a, target_a, ignore_index, go_a, scale, use_array, loss
 def _forward_weight_c(input_a, target_a, weight_a, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -241,7 +241,7 @@ def _forward_weight_c(input_a, target_a, weight_a, ignore_index, loss_out, nchun
 def _fused_weight_c(input_a, target_a, weight_a, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g, target_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -327,7 +327,7 @@ def _forward_weight_s(input_a, target_a, weight_a, ignore_index, loss_out, nchun
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -360,7 +360,7 @@ def _fused_weight_s(input_a, target_a, weight_a, ignore_index, go_a, scale, use_
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)

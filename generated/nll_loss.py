@@ -16,7 +16,7 @@ from . import _runtime as rt
 def _forward_plain_c(input_a, target_a, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -45,7 +45,7 @@ def _forward_plain_c(input_a, target_a, ignore_index, loss_out, nchunks, store):
 def _fused_plain_c(input_a, target_a, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -113,7 +113,7 @@ def _forward_plain_s(input_a, target_a, ignore_index, loss_out, nchunks, store):
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -146,7 +146,7 @@ def _fused_plain_s(input_a, target_a, ignore_index, go_a, scale, use_array, loss
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -184,7 +184,7 @@ def _fused_plain_s(input_a, target_a, ignore_index, go_a, scale, use_array, loss
 def _forward_weight_c(input_a, target_a, weight_a, ignore_index, loss_out, nchunks, store):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -213,7 +213,7 @@ def _forward_weight_c(input_a, target_a, weight_a, ignore_index, loss_out, nchun
 def _fused_weight_c(input_a, target_a, weight_a, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, input_g):
     rows = input_a.shape[0]
     C = input_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -281,7 +281,7 @@ def _forward_weight_s(input_a, target_a, weight_a, ignore_index, loss_out, nchun
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -314,7 +314,7 @@ def _fused_weight_s(input_a, target_a, weight_a, ignore_index, go_a, scale, use_
     C = input_a.shape[1]
     D = input_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)

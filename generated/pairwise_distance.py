@@ -17,7 +17,7 @@ from . import _pair
 def _forward_p2_c(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -45,7 +45,7 @@ def _forward_p2_c(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
 def _fused_p2_c(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, x1_g, x2_g):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -85,7 +85,7 @@ def _forward_p2_s(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -117,7 +117,7 @@ def _fused_p2_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_o
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -157,7 +157,7 @@ def _fused_p2_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_o
 def _forward_p1_c(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -185,7 +185,7 @@ def _forward_p1_c(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
 def _fused_p1_c(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, x1_g, x2_g):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -223,7 +223,7 @@ def _forward_p1_s(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -255,7 +255,7 @@ def _fused_p1_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_o
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -293,7 +293,7 @@ def _fused_p1_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_o
 def _forward_pinf_c(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -322,7 +322,7 @@ def _forward_pinf_c(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
 def _fused_pinf_c(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, x1_g, x2_g):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -367,7 +367,7 @@ def _forward_pinf_s(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -400,7 +400,7 @@ def _fused_pinf_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -445,7 +445,7 @@ def _fused_pinf_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss
 def _forward_pneginf_c(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -474,7 +474,7 @@ def _forward_pneginf_c(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, stor
 def _fused_pneginf_c(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, x1_g, x2_g):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -519,7 +519,7 @@ def _forward_pneginf_s(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, stor
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -552,7 +552,7 @@ def _fused_pneginf_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, l
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -597,7 +597,7 @@ def _fused_pneginf_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, l
 def _forward_p0_c(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -625,7 +625,7 @@ def _forward_p0_c(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
 def _fused_p0_c(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, x1_g, x2_g):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -661,7 +661,7 @@ def _forward_p0_s(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -693,7 +693,7 @@ def _fused_p0_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_o
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -729,7 +729,7 @@ def _fused_p0_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_o
 def _forward_pany_c(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -757,7 +757,7 @@ def _forward_pany_c(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
 def _fused_pany_c(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, x1_g, x2_g):
     rows = x1_a.shape[0]
     C = x1_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -798,7 +798,7 @@ def _forward_pany_s(x1_a, x2_a, p, eps, ignore_index, loss_out, nchunks, store):
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -830,7 +830,7 @@ def _fused_pany_s(x1_a, x2_a, p, eps, ignore_index, go_a, scale, use_array, loss
     C = x1_a.shape[1]
     D = x1_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)

@@ -17,7 +17,7 @@ from . import _pair
 def _forward_p2_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, loss_out, nchunks, store):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -49,7 +49,7 @@ def _forward_p2_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
 def _fused_p2_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, anchor_g, positive_g, negative_g):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -102,7 +102,7 @@ def _forward_p2_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -138,7 +138,7 @@ def _fused_p2_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, 
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -191,7 +191,7 @@ def _fused_p2_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, 
 def _forward_p1_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, loss_out, nchunks, store):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -223,7 +223,7 @@ def _forward_p1_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
 def _fused_p1_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, anchor_g, positive_g, negative_g):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -271,7 +271,7 @@ def _forward_p1_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -307,7 +307,7 @@ def _fused_p1_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, 
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -355,7 +355,7 @@ def _fused_p1_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, 
 def _forward_pinf_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, loss_out, nchunks, store):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -389,7 +389,7 @@ def _forward_pinf_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_ind
 def _fused_pinf_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, anchor_g, positive_g, negative_g):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -451,7 +451,7 @@ def _forward_pinf_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_ind
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -489,7 +489,7 @@ def _fused_pinf_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -551,7 +551,7 @@ def _fused_pinf_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
 def _forward_pneginf_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, loss_out, nchunks, store):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -585,7 +585,7 @@ def _forward_pneginf_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
 def _fused_pneginf_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, anchor_g, positive_g, negative_g):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -647,7 +647,7 @@ def _forward_pneginf_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -685,7 +685,7 @@ def _fused_pneginf_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -747,7 +747,7 @@ def _fused_pneginf_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
 def _forward_p0_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, loss_out, nchunks, store):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -779,7 +779,7 @@ def _forward_p0_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
 def _fused_p0_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, anchor_g, positive_g, negative_g):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -821,7 +821,7 @@ def _forward_p0_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -857,7 +857,7 @@ def _fused_p0_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, 
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -899,7 +899,7 @@ def _fused_p0_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, 
 def _forward_pany_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, loss_out, nchunks, store):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -931,7 +931,7 @@ def _forward_pany_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_ind
 def _fused_pany_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, anchor_g, positive_g, negative_g):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -986,7 +986,7 @@ def _forward_pany_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_ind
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1022,7 +1022,7 @@ def _fused_pany_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1077,7 +1077,7 @@ def _fused_pany_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index
 def _forward_p2_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, loss_out, nchunks, store):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1112,7 +1112,7 @@ def _forward_p2_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
 def _fused_p2_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, anchor_g, positive_g, negative_g):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1174,7 +1174,7 @@ def _forward_p2_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1213,7 +1213,7 @@ def _fused_p2_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1275,7 +1275,7 @@ def _fused_p2_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
 def _forward_p1_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, loss_out, nchunks, store):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1310,7 +1310,7 @@ def _forward_p1_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
 def _fused_p1_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, anchor_g, positive_g, negative_g):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1365,7 +1365,7 @@ def _forward_p1_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1404,7 +1404,7 @@ def _fused_p1_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1459,7 +1459,7 @@ def _fused_p1_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
 def _forward_pinf_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, loss_out, nchunks, store):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1497,7 +1497,7 @@ def _forward_pinf_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignor
 def _fused_pinf_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, anchor_g, positive_g, negative_g):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1573,7 +1573,7 @@ def _forward_pinf_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignor
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1615,7 +1615,7 @@ def _fused_pinf_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1691,7 +1691,7 @@ def _fused_pinf_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
 def _forward_pneginf_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, loss_out, nchunks, store):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1729,7 +1729,7 @@ def _forward_pneginf_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ig
 def _fused_pneginf_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, anchor_g, positive_g, negative_g):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1805,7 +1805,7 @@ def _forward_pneginf_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ig
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1847,7 +1847,7 @@ def _fused_pneginf_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, igno
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1923,7 +1923,7 @@ def _fused_pneginf_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, igno
 def _forward_p0_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, loss_out, nchunks, store):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -1958,7 +1958,7 @@ def _forward_p0_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
 def _fused_p0_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, anchor_g, positive_g, negative_g):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -2003,7 +2003,7 @@ def _forward_p0_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -2042,7 +2042,7 @@ def _fused_p0_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -2087,7 +2087,7 @@ def _fused_p0_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_in
 def _forward_pany_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, loss_out, nchunks, store):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -2122,7 +2122,7 @@ def _forward_pany_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignor
 def _fused_pany_swap_c(anchor_a, positive_a, negative_a, margin, p, eps, ignore_index, go_a, scale, use_array, loss_out, nchunks, store, anchor_g, positive_g, negative_g):
     rows = anchor_a.shape[0]
     C = anchor_a.shape[1]
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -2185,7 +2185,7 @@ def _forward_pany_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignor
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
@@ -2224,7 +2224,7 @@ def _fused_pany_swap_s(anchor_a, positive_a, negative_a, margin, p, eps, ignore_
     C = anchor_a.shape[1]
     D = anchor_a.shape[2]
     rows = N * D
-    partials = np.zeros(nchunks)  # added in chunk order after the loop (total)
+    partials = np.empty(nchunks)  # every chunk writes its entry (total); np.zeros: a parallel loop of its own
     size = (rows + nchunks - 1) // nchunks
     for chunk in numba.prange(nchunks):
         lo = min(chunk * size, rows)
