@@ -80,7 +80,7 @@ RESERVED_NAMES = frozenset({
     "C", "D", "F", "N", "R", "S", "T", "W", "acc", "b0", "bm", "c", "chunk", "cur", "d", "em", "exact", "go",
     "go_a", "go_c", "go_k", "hi", "i", "ignore_index", "j", "k", "labels", "last", "lo", "loss", "loss_c", "loss_k",
     "loss_out", "m", "n", "nchunks", "nxt", "paired", "partials", "prev", "r", "rows", "s", "sc", "scale",
-    "scale_a", "size", "states", "steps", "store", "t", "table", "tape", "tape_n", "total", "use_array", "want_grad", "work",
+    "scale_a", "size", "states", "steps", "store", "t", "table", "tape", "tape_n", "use_array", "want_grad", "work",
     "zero_infinity",
 })
 # kernel arguments that carry the spec parameter of that name when there is one

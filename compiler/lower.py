@@ -634,8 +634,7 @@ class _RowLowering:
         deferred_loss = ""
         if with_loss and _calls_transcendental(shared.outputs[0]):
             deferred, deferred_loss = self.defer(shared.outputs[0])
-        if sparse is not None and per_class:
-            raise SpecError("a sparse gradient's value depends on the class k")  # as_independent rules this out
+        assert sparse is None or not per_class, "a one-hot gradient's value is free of k (sparse_gradients)"
         return RowBody(tuple(row_stmts), loss, tuple(per_class), tuple(zip(names, outputs)), caches,
                        deferred, deferred_loss, self.code(sparse[0]) if sparse is not None else "")
 
