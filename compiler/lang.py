@@ -241,6 +241,9 @@ class Loss:
     # signature then reuses the first call's outcome and skips argument handling (runtime Plan;
     # tests/test_plans.py holds each such spec to the claim with arrays of nan, inf and extremes).
     # Off: prepare runs on every call. A spec without prepare is signature-only already.
+    # row (class indices, with an ignore_index): the same, except that prepare may check that the
+    # targets not ignored lie in [0, C) (class_target_check): a repeated plain call checks its
+    # targets in one pass of its own (runtime RowPlan), and counts them for an unweighted 'mean'.
     signature_only_prepare: bool = False
     # output dtype: 'promote' (torch type promotion of the tensors), or the name of the tensor
     # whose dtype the result takes, as torch does for huber/soft_margin/hinge/bce_with_logits

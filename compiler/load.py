@@ -139,8 +139,9 @@ def validate(path: Path, spec: Loss) -> None:
         raise _fail(path, "element", "must be a function returning a SymPy expression")
     if spec.float32_arithmetic and spec.kind != "elementwise":
         raise _fail(path, "float32_arithmetic", "only elementwise kernels compute in the data's precision")
-    if spec.signature_only_prepare and spec.kind != "elementwise":
-        raise _fail(path, "signature_only_prepare", "only elementwise losses reuse a call's outcome")
+    if spec.signature_only_prepare and not (spec.kind == "elementwise" or (spec.kind == "row" and spec.ignore_index)):
+        raise _fail(path, "signature_only_prepare",
+                    "only elementwise losses and row losses of class indices with an ignore_index reuse a call's outcome")
     validate_kind(path, spec)
     expected = [p.name for p in spec.params if isinstance(p, (Tensor, OptionalTensor, ClassTarget, Auxiliary, Real, Flag, Distance))]
     try:

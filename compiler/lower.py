@@ -760,6 +760,7 @@ class RowIR:
     reductions: tuple[ReductionIR, ...]
     prepare_source: str
     variants: tuple[RowVariant, ...]
+    signature_only_prepare: bool = False  # repeated plain calls reuse bind()'s outcome (runtime RowPlan)
     driver: str = "rt.RowLoss"  # the runtime class that runs the kernels
     driver_fields: tuple[tuple[str, str], ...] = ()  # further keyword arguments, as Python literals
     epilogue: str = ""  # Python source appended to the module (pair functions: the distance protocol)
@@ -807,4 +808,5 @@ def lower_row(loaded: LoadedSpec) -> RowIR:
         reductions=tuple(lower_reduction(r) for r in reductions(spec)),
         prepare_source=prepare_source(path, spec),
         variants=lowered,
+        signature_only_prepare=spec.signature_only_prepare,
     )

@@ -64,6 +64,7 @@ SPEC = Loss(
     mean=TargetWeightSum("weight"),
     ignore_index="ignore_index",
     prepare=prepare,
+    signature_only_prepare=True,  # of values, prepare reads only the targets' range (a RowPlan checks it)
     notes=(
         "'mean' divides by the sum of weight[target] over targets not ignored (their count without a "
         "weight); with probability targets, by the number of rows.",

@@ -30,6 +30,7 @@ SPEC = Loss(
     mean=TargetWeightSum("weight"),
     ignore_index="ignore_index",
     prepare=prepare,
+    signature_only_prepare=True,  # of values, prepare reads only the targets' range (a RowPlan checks it)
     notes=(
         "'mean' divides by the sum of weight[target] over targets not ignored; all ignored gives nan "
         "and a zero gradient, as torch.",
