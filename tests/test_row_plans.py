@@ -4,6 +4,8 @@ what the full path computes, check every call's targets, and serve only plain ca
 one-hot gradient's zeroing (runtime zero_rows), which streams large gradients past the cache."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -191,3 +193,25 @@ def test_a_streamed_one_hot_gradient_equals_torch(dtype, offset):
     (expected_grad,) = torch.autograd.grad(expected, tensor)
     assert grad.tobytes() == expected_grad.numpy().tobytes()
     np.testing.assert_allclose(value, expected.item(), rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_row_prepare_reads_no_values_but_the_targets(name, dtype):
+    """The claim behind a row plan: binding a call whose input holds nan, infinities or extremes
+    (and whose targets are in range) neither raises nor warns, so a plan made from one call serves
+    any input of its signature; the targets' range is the one thing it checks per call."""
+    _, loss = functions(name)
+    def values(fill, target):  # bind() takes the dict over: a fresh one per call
+        values = dict(input=np.full((4, 3), fill, dtype), target=np.array(target, dtype=np.int64), weight=None,
+                      size_average=None, ignore_index=-100, reduce=None, reduction="mean")
+        if name == "cross_entropy":
+            values["label_smoothing"] = 0.1
+        return values
+
+    for fill in (np.nan, np.inf, -np.inf, -1e30, 1e30, 0.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loss.bind(values(fill, [0, 2, 1, -100]))
+    with pytest.raises(IndexError, match="Target 3 is out of bounds."):
+        loss.bind(values(0.0, [0, 3, 1, -100]))
