@@ -39,6 +39,18 @@ def same(a, b) -> None:
     assert a.tobytes() == b.tobytes()  # nan payloads and signed zeros included
 
 
+def apart(shape, dtype, fill):
+    """An out= array of ``fill`` that starts 512 bytes into an allocation of its own: never just
+    after an input (rt.starts_within_reach), where a plan leaves the call to the full path (which
+    writes a fresh array and copies it over). A small array from np.empty can land there: the
+    plan counts below then depended on where malloc put it."""
+    itemsize = np.dtype(dtype).itemsize
+    block = np.empty(int(np.prod(shape)) * itemsize + 512, np.uint8)
+    array = block[512:].view(dtype).reshape(shape)
+    array[...] = fill
+    return array
+
+
 @pytest.fixture
 def plan_calls(monkeypatch):
     """How many calls each Plan entry point served."""
@@ -128,7 +140,7 @@ def test_planned_out_equals_the_full_path(loaded, reduction, dtype, plan_calls, 
     monkeypatch.setattr(loss, "signature_only_prepare", True)
     loss.plans.clear()
     for _ in range(3):  # the first call makes the plan, the others write through it
-        out = tuple(None if g is None else np.full_like(g, np.nan) for g in full[1])
+        out = tuple(None if g is None else apart(g.shape, g.dtype, np.nan) for g in full[1])
         value, grads = value_and_grad(*positional, **keywords, out=out)
         same((value, grads), full)
         assert all(g is o for g, o in zip(grads, out)), "the out arrays themselves are returned"
@@ -141,7 +153,7 @@ def test_a_planned_out_is_checked(plan_calls):
     module = support.generated_module()
     x, y = np.linspace(-2, 2, 8), np.linspace(1, 3, 8)
     loss_of("mse_loss").plans.clear()
-    good = (np.empty(8), np.empty(8))
+    good = (apart(8, np.float64, 0.0), apart(8, np.float64, 0.0))
     module.mse_loss_value_and_grad(x, y, out=good)
     module.mse_loss_value_and_grad(x, y, out=good)
     assert plan_calls["value_and_grad"] == 1

@@ -12,7 +12,7 @@ import torch
 
 import support
 from generated import _runtime as rt
-from test_plans import same
+from test_plans import apart, same
 
 ROW_PLANNED = [loaded for loaded in support.LOSSES
                if support.kind(loaded.spec) == "row" and loaded.spec.signature_only_prepare]
@@ -54,17 +54,6 @@ def arrays(shape, dtype, rng, ignore_index=-100):
     return x, target
 
 
-def apart(shape, dtype):
-    """An out= array of 7s that starts 512 bytes into an allocation of its own: never just after
-    an input (rt.starts_within_reach), where the plan and the full path would both write a fresh
-    array and copy it over."""
-    itemsize = np.dtype(dtype).itemsize
-    block = np.empty(int(np.prod(shape)) * itemsize + 512, np.uint8)
-    array = block[512:].view(dtype).reshape(shape)
-    array[...] = 7.0
-    return array
-
-
 def test_both_class_index_losses_claim_row_plans():
     assert sorted(loaded.name for loaded in ROW_PLANNED) == sorted(OPTIONS)
 
@@ -81,7 +70,7 @@ def test_row_plans_equal_the_full_path(name, options, reduction, dtype, shape, w
     keywords = dict(options, reduction=reduction)
 
     def call():
-        out = (apart(x.shape, dtype), None) if with_out else None
+        out = (apart(x.shape, dtype, 7.0), None) if with_out else None
         result = value_and_grad(x, target, **keywords, out=out)
         if with_out:
             assert result[1][0] is out[0]  # written in place, as the full path does
