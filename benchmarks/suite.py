@@ -118,6 +118,7 @@ class Result:
     kind: str = ""
     bytes_moved: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # median per contender
+    rounds: dict[str, list[float]] = field(default_factory=dict)  # per contender, one time per round, in round order
     compile_s: float | None = None
     notes: dict[str, str] = field(default_factory=dict)  # contender or 'case': why it did not run
     agrees: bool | None = None  # losscc's loss value equals torch's (a benchmark of a wrong result is void)
@@ -129,9 +130,10 @@ class Result:
         return None
 
 
-def median_times(contenders: dict[str, Callable[[], object]], rounds: int,
-                 probes: tuple[str, ...] = ("triad",)) -> dict[str, float]:
-    """Seconds per call, median over rounds; each round runs every contender once, in an order
+def round_times(contenders: dict[str, Callable[[], object]], rounds: int,
+                probes: tuple[str, ...] = ("triad",)) -> dict[str, list[float]]:
+    """Seconds per call in every round, per contender (their median is its time); each round
+    runs every contender once, in an order
     shuffled per round (seeded: a rerun repeats it). A rotation would keep the cyclic order, and
     with it each contender's predecessor: torch eager ran right after losscc had brought
     the inputs into the cache, and losscc's out= right after the triad had flushed it, in 4 of
@@ -160,7 +162,7 @@ def median_times(contenders: dict[str, Callable[[], object]], rounds: int,
             for _ in range(count):
                 call()
             samples[name].append((time.perf_counter() - started) / count)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
 def torch_compile_first_use() -> float | str:
@@ -251,7 +253,8 @@ def run_case(case: Case, spec: Loss, rounds: int, compile_torch: bool, probe: tu
             result.notes["torch_compile"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:160]}"
     else:
         result.notes["torch_compile"] = "not run (--no-compile)"
-    result.seconds = median_times(contenders, rounds)
+    result.rounds = round_times(contenders, rounds)
+    result.seconds = {name: statistics.median(values) for name, values in result.rounds.items()}
     return result
 
 
@@ -317,6 +320,7 @@ def add_roofline(results: list[Result], probe_bytes: int) -> float:
     for r in results:
         if r.bytes_moved and "triad" in r.seconds:
             r.seconds["roofline"] = r.bytes_moved * r.seconds["triad"] / probe_bytes
+            r.rounds["roofline"] = [r.bytes_moved * seconds / probe_bytes for seconds in r.rounds.get("triad", [])]
             r.bandwidth_gb_s = probe_bytes / r.seconds["triad"] / 1e9
     triads = [r.seconds["triad"] for r in results if "triad" in r.seconds]
     return probe_bytes / statistics.median(triads) if triads else float("nan")
@@ -330,6 +334,84 @@ RATIOS = (  # (column, numerator, denominator): above 1 for eager/compile means 
     ("out=/stream", "losscc_out", "stream"),  # 1: as fast as moving the bytes can be, here and now
     ("eager/stream", "torch_eager", "stream"),  # the most any fused kernel could gain over eager
 )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the speed targets of issue 6 ('done when'): a ratio column of the table, bounded,
+    for the cases of one kind (or of the named losses) at the given sizes and dtypes."""
+    column: str
+    bound: float
+    at_least: bool  # a speedup must reach the bound; a ratio to the roofline must stay within it
+    sizes: tuple[str, ...]
+    kind: str = "elementwise"
+    losses: tuple[str, ...] = ()  # empty: every loss of the kind
+    dtypes: tuple[str, ...] = ("float32", "float64")
+
+    def applies(self, result: Result) -> bool:
+        return (result.case.size in self.sizes and result.case.dtype in self.dtypes
+                and (result.case.loss in self.losses if self.losses else result.kind == self.kind))
+
+    def met(self, ratio: float) -> bool:
+        return ratio >= self.bound if self.at_least else ratio <= self.bound
+
+    def __str__(self) -> str:
+        who = ", ".join(self.losses) if self.losses else f"every {self.kind} loss"
+        return f"{self.column} {'>=' if self.at_least else '<='} {self.bound:g}: {who} at {', '.join(self.sizes)}, {', '.join(self.dtypes)}"
+
+
+TARGETS = (
+    Target("eager/losscc", 3.0, True, ("1e6",)),
+    Target("compile/losscc", 1.5, True, ("1e6",)),
+    Target("out=/roofline", 1.5, False, ("1e7",)),
+    Target("eager/losscc", 2.0, True, ("4096x1000",), kind="row", losses=("cross_entropy", "nll_loss"), dtypes=("float32",)),
+    Target("compile/losscc", 1.2, True, ("4096x1000",), kind="row", losses=("cross_entropy", "nll_loss"), dtypes=("float32",)),
+)
+
+
+def round_ratios(result: Result, numerator: str, denominator: str) -> list[float]:
+    """The ratio of two contenders within each round: the two ran minutes apart at most, in the
+    same conditions, so the spread of these ratios is the run's own noise on the median's."""
+    pairs = zip(result.rounds.get(numerator, []), result.rounds.get(denominator, []))
+    return [a / b for a, b in pairs if b > 0]
+
+
+def target_verdicts(results: list[Result]) -> list[dict[str, Any]]:
+    """Every case a target applies to: the ratio (of the medians, as in the table), the quartiles
+    of the per-round ratios, the share of rounds on target, and whether the median meets it."""
+    columns = {column: (numerator, denominator) for column, numerator, denominator in RATIOS}
+    verdicts = []
+    for target in TARGETS:
+        numerator, denominator = columns[target.column]
+        for r in results:
+            ratio = r.ratio(numerator, denominator)
+            if not target.applies(r) or ratio is None:
+                continue
+            per_round = round_ratios(r, numerator, denominator)
+            quartiles = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else [ratio, ratio, ratio]
+            verdicts.append({
+                "target": str(target), "loss": r.case.loss, "dtype": r.case.dtype, "size": r.case.size,
+                "ratio": ratio, "round_quartiles": [quartiles[0], quartiles[2]],
+                "rounds_on_target": sum(target.met(x) for x in per_round) / len(per_round) if per_round else None,
+                "met": target.met(ratio),
+            })
+    return verdicts
+
+
+def targets_summary(verdicts: list[dict[str, Any]]) -> str:
+    """Per target: how many cases meet it; each miss with its per-round spread."""
+    lines = ["targets of issue 6 (the ratio of medians; in brackets the per-round ratios' quartiles "
+             "and the share of rounds on target):"]
+    for target in dict.fromkeys(v["target"] for v in verdicts):
+        mine = [v for v in verdicts if v["target"] == target]
+        lines.append(f"  {target}: {sum(v['met'] for v in mine)} of {len(mine)} met")
+        for v in mine:
+            if not v["met"]:
+                low, high = v["round_quartiles"]
+                share = v["rounds_on_target"]
+                lines.append(f"    missed: {v['loss']} {v['dtype']} {v['size']}: {v['ratio']:.2f} "
+                             f"[{low:.2f}-{high:.2f}, {share:.0%} of rounds]")
+    return "\n".join(lines)
 
 
 def table(results: list[Result]) -> str:
@@ -369,6 +451,7 @@ def to_json(results: list[Result], bandwidth: float, first_compile: float | str 
              "ratios": {column: r.ratio(n, d) for column, n, d in RATIOS}}
             for r in results
         ],
+        "targets": target_verdicts(results),
         "skipped_losses": skipped,
         "startup": startup,
     }
@@ -510,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     if first_compile is not None:
         described = f"{first_compile:.1f} s" if isinstance(first_compile, float) else first_compile
         print(f"torch.compile first use in the process (before the cases' own compile times): {described}")
+    verdicts = target_verdicts(results)
+    if verdicts:
+        print("\n" + targets_summary(verdicts))
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     notes = sorted({f"{contender}: {note}" for r in results for contender, note in r.notes.items() if contender != "case"})

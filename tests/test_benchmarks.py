@@ -31,6 +31,7 @@ def test_tiny_benchmark_writes_json_and_chart(tmp_path: Path) -> None:
                                    "out=/stream", "eager/stream"}
     assert case["agrees_with_torch"] is True
     assert chart.stat().st_size > 0
+    assert result["targets"] == []  # 1e4: no target of issue 6 applies
 
 
 @pytest.mark.parametrize("loss", ["triplet_margin_loss", "cosine_distance", "cosine_embedding_loss",
@@ -82,3 +83,39 @@ def test_stream_reads_every_input_and_writes_every_gradient() -> None:
     assert len({id(x) for x in arrays if x.shape == g.shape and (x == 7.0).all()}) == 2
     assert isinstance(stream_contender([a, b.astype(np.float64)], [g]), str)
     assert isinstance(stream_contender([a, a, a, a], [g]), str)
+
+
+def test_targets_judge_the_median_and_report_the_rounds_spread() -> None:
+    """Each target of issue 6 applies to its cases only, is met or missed by the ratio of the
+    medians, and reports the per-round paired ratios' quartiles and share on target."""
+    from benchmarks.suite import Case, Result, target_verdicts, targets_summary
+
+    def result(loss: str, kind: str, dtype: str, size: str, rounds: dict[str, list[float]]) -> Result:
+        r = Result(Case(loss, dtype, size), kind=kind, rounds=rounds)
+        r.seconds = {name: float(np.median(times)) for name, times in rounds.items()}
+        return r
+
+    # eager 3.3x losscc in 3 rounds of 5, 2.5x in the others: the median (3.3x) meets >= 3
+    ok = result("mse_loss", "elementwise", "float64", "1e6",
+                {"torch_eager": [3.3, 2.5, 3.3, 2.5, 3.3], "losscc": [1.0] * 5})
+    # losscc with out= at 2x the roofline in every round: misses <= 1.5
+    slow = result("binary_cross_entropy", "elementwise", "float32", "1e7",
+                  {"losscc_out": [2.0] * 4, "roofline": [1.0] * 4})
+    # nll_loss float64 and a 1e4 case: no target applies
+    aside = [result("nll_loss", "row", "float64", "4096x1000", {"torch_eager": [1.0], "losscc": [1.0]}),
+             result("mse_loss", "elementwise", "float32", "1e4", {"torch_eager": [1.0], "losscc": [1.0]})]
+    nll = result("nll_loss", "row", "float32", "4096x1000", {"torch_eager": [1.9, 2.1, 1.8], "losscc": [1.0] * 3})
+    verdicts = target_verdicts([ok, slow, nll, *aside])
+    by_case = {(v["loss"], v["target"].split(":")[0]): v for v in verdicts}
+    assert set(by_case) == {("mse_loss", "eager/losscc >= 3"), ("binary_cross_entropy", "out=/roofline <= 1.5"),
+                            ("nll_loss", "eager/losscc >= 2")}
+    mse = by_case["mse_loss", "eager/losscc >= 3"]
+    assert mse["met"] and mse["ratio"] == 3.3 and mse["rounds_on_target"] == 0.6
+    assert mse["round_quartiles"] == [2.5, 3.3]
+    bce = by_case["binary_cross_entropy", "out=/roofline <= 1.5"]
+    assert not bce["met"] and bce["rounds_on_target"] == 0.0
+    assert not by_case["nll_loss", "eager/losscc >= 2"]["met"]
+    summary = targets_summary(verdicts)
+    assert "missed: binary_cross_entropy float32 1e7: 2.00 [2.00-2.00, 0% of rounds]" in summary
+    assert "missed: nll_loss float32 4096x1000: 1.90" in summary
+    assert "missed: mse_loss" not in summary
