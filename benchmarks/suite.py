@@ -409,7 +409,8 @@ def targets_summary(verdicts: list[dict[str, Any]]) -> str:
             if not v["met"]:
                 low, high = v["round_quartiles"]
                 share = v["rounds_on_target"]
-                lines.append(f"    missed: {v['loss']} {v['dtype']} {v['size']}: {v['ratio']:.2f} "
+                # three decimals: a miss by 0.0004 would print as the bound itself with two
+                lines.append(f"    missed: {v['loss']} {v['dtype']} {v['size']}: {v['ratio']:.3f} "
                              f"[{low:.2f}-{high:.2f}, {share:.0%} of rounds]")
     return "\n".join(lines)
 

@@ -116,6 +116,6 @@ def test_targets_judge_the_median_and_report_the_rounds_spread() -> None:
     assert not bce["met"] and bce["rounds_on_target"] == 0.0
     assert not by_case["nll_loss", "eager/losscc >= 2"]["met"]
     summary = targets_summary(verdicts)
-    assert "missed: binary_cross_entropy float32 1e7: 2.00 [2.00-2.00, 0% of rounds]" in summary
-    assert "missed: nll_loss float32 4096x1000: 1.90" in summary
+    assert "missed: binary_cross_entropy float32 1e7: 2.000 [2.00-2.00, 0% of rounds]" in summary
+    assert "missed: nll_loss float32 4096x1000: 1.900" in summary
     assert "missed: mse_loss" not in summary
