@@ -370,8 +370,8 @@ TARGETS = (
 
 
 def round_ratios(result: Result, numerator: str, denominator: str) -> list[float]:
-    """The ratio of two contenders within each round: the two ran minutes apart at most, in the
-    same conditions, so the spread of these ratios is the run's own noise on the median's."""
+    """The ratio of two contenders within each round: the two ran a few calls apart, in the same
+    conditions, so the spread of these ratios shows the run's own noise on the median's."""
     pairs = zip(result.rounds.get(numerator, []), result.rounds.get(denominator, []))
     return [a / b for a, b in pairs if b > 0]
 
