@@ -137,6 +137,10 @@ class Distance:
     name: str
     default: str = "pairwise_distance"
     doc: str = ""
+    # a pair spec of the same directory that equals this loss with the default distance (its own
+    # further options at the default distance's defaults): such calls run its one fused pass
+    # where the chain makes five over memory (pair.check_fused holds the spec to the claim)
+    fused: str = ""
 
 
 @dataclass(frozen=True)

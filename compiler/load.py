@@ -50,6 +50,9 @@ def load_specs(directory: Path) -> list[LoadedSpec]:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SpecError(f"{directory}: more than one spec defines {', '.join(duplicates)}")
+    from .pair import check_fused  # pair.py imports this module
+
+    check_fused(loaded)
     return sorted(loaded, key=lambda s: s.name)
 
 

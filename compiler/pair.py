@@ -99,6 +99,41 @@ def validate(path: str, spec: Loss) -> None:
         raise fail("feature_dim", f"{spec.feature_dim!r} must name an Int parameter")
 
 
+def check_fused(loaded: list[LoadedSpec]) -> None:
+    """Hold each chain spec's Distance(fused=...) to its claim as far as signatures go: the fused
+    spec is a pair spec of the same directory taking the chain's tensors in order and its options
+    with the same defaults, and each further option of it (but torch's legacy ones) has the
+    default of the default distance's option of that name. That the formulas agree is for the
+    tests to show (tests/test_distances.py)."""
+    by_name = {item.spec.name: item for item in loaded}
+    for item in loaded:
+        distance = next((p for p in item.spec.params if isinstance(p, Distance)), None)
+        if distance is None or not distance.fused:
+            continue
+
+        def fail(message: str, path: Any = item.path) -> SpecError:
+            return SpecError(f"{path}: field 'params': Distance fused={distance.fused!r}: {message}")
+
+        fused, default = by_name.get(distance.fused), by_name.get(distance.default)
+        if fused is None or fused.spec.kind != "pair":
+            raise fail("no pair spec of that name among the specs built with it")
+        if default is None:
+            raise fail(f"its default distance {distance.default!r} is not among the specs built with it")
+        tensors = [p.name for p in item.spec.params if isinstance(p, Tensor)]
+        if [p.name for p in fused.spec.params if isinstance(p, Tensor)] != tensors:
+            raise fail(f"it must take the tensors {tensors}, in that order")
+        fused_options = {p.name: p for p in fused.spec.params if isinstance(p, (Real, Flag, Reduction, Bool, Int))}
+        for option in (p for p in item.spec.params if isinstance(p, (Real, Flag, Reduction))):
+            theirs = fused_options.pop(option.name, None)
+            if theirs is None or type(theirs) is not type(option) or theirs.default != option.default:
+                raise fail(f"its option {option.name!r} must be a {type(option).__name__} with default {option.default!r}")
+        distance_defaults = {p.name: p.default for p in default.spec.params if isinstance(p, (Real, Flag, Bool, Int))}
+        for name, further in fused_options.items():
+            if name not in distance_defaults or distance_defaults[name] != further.default:
+                raise fail(f"its option {name!r} (default {further.default!r}) must have the default of "
+                           f"{distance.default}'s option of that name")
+
+
 # ---------------------------------------------------------------------------------------------
 # chain: an elementwise loss of distances
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +157,7 @@ class ChainIR:
     tensors: tuple[str, ...]  # the required tensors, in order
     distance: str  # the Distance argument's name
     default_distance: str  # the compiled function used for None
+    fused: str  # Distance.fused: the pair loss that calls with the default distance run, or ''
     pairs: tuple[tuple[str, str], ...]  # distance i is distance(pairs[i])
     flags: tuple[str, ...]
     used: str  # Python literal: {flag values: indices of the pairs that variant uses}
@@ -203,6 +239,7 @@ def lower_chain(loaded: LoadedSpec) -> ChainIR:
         tensors=tuple(p.name for p in spec.params if isinstance(p, Tensor)),
         distance=distance.name,
         default_distance=distance.default,
+        fused=distance.fused,
         pairs=pairs,
         flags=tuple(p.name for p in spec.params if isinstance(p, Flag)),
         used=repr(used),

@@ -33,6 +33,8 @@ _LOSS = _pair.ChainLoss(
     distance='distance_function',
     # the function, not its module: the package's attribute of that name is the function
     default=importlib.import_module(".pairwise_distance", __package__).pairwise_distance,
+    # calls with the default distance run this loss's fused pass (ChainLoss.fused_call)
+    fused=importlib.import_module(".triplet_margin_loss", __package__),
     pairs=(('anchor', 'positive'), ('anchor', 'negative'), ('positive', 'negative')),
     used={(False,): (0, 1), (True,): (0, 1, 2)},
 )

@@ -179,3 +179,114 @@ def test_pair_kinks_follow_torch(case):
         np.testing.assert_allclose(mine, theirs, rtol=1e-14, atol=1e-15)
     # the cases are built so that torch's gradient is not zero everywhere, except the one about zero
     assert any(np.any(g != 0) for g in expected_grads) == (case != "zero_distance"), "the sample misses its kink"
+
+
+# ---- the default distance runs triplet_margin_loss's fused kernel (Distance.fused) ------------
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """Counts the calls that reach triplet_margin_loss's functions through the chain."""
+    import importlib
+
+    module = importlib.import_module("generated.triplet_margin_loss")
+    counts = {"n": 0}
+    for suffix in ("", "_backward", "_value_and_grad"):
+        name = "triplet_margin_loss" + suffix
+        original = getattr(module, name)
+
+        def counted(*args, _original=original, **kwargs):
+            counts["n"] += 1
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(module, name, counted)
+    return counts
+
+
+@pytest.mark.parametrize("distance", [None, "pairwise_distance"])
+@pytest.mark.parametrize("swap", [False, True])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_default_distance_runs_the_fused_loss(fused_calls, dtype, reduction, swap, distance):
+    """Its three entry points go to triplet_margin_loss, give its bits, and match torch's
+    default distance (check: forward, backward with a random grad_output, value_and_grad)."""
+    function = None if distance is None else generated.pairwise_distance
+    arrays = triplet((9, 6), dtype, seed=7)
+    check(function, None, arrays, dtype, reduction, swap, margin=0.75)
+    assert fused_calls["n"] == 3  # check() calls our forward, backward and value_and_grad once each
+    keywords = dict(margin=0.75, swap=swap, reduction=reduction)
+    value, grads = generated.triplet_margin_with_distance_loss_value_and_grad(*arrays, distance_function=function, **keywords)
+    reference, reference_grads = generated.triplet_margin_loss_value_and_grad(*arrays, **keywords)
+    assert value.tobytes() == reference.tobytes() and value.dtype == reference.dtype
+    assert all(g.tobytes() == r.tobytes() for g, r in zip(grads, reference_grads))
+    out = tuple(np.full_like(a, np.nan) for a in arrays)
+    _, written = generated.triplet_margin_with_distance_loss_value_and_grad(*arrays, distance_function=function, out=out,
+                                                                           **keywords)
+    assert all(w is o for w, o in zip(written, out)) and all(o.tobytes() == r.tobytes() for o, r in zip(out, reference_grads))
+
+
+NOT_FUSED = {  # calls the chain keeps: another distance, bound options, broadcasting, promotion
+    "cosine": (lambda: triplet((5, 4), np.float64, 8), lambda: generated.cosine_distance,
+               lambda: (lambda a, b: 1.0 - torch.nn.functional.cosine_similarity(a, b))),
+    "bound_p": (lambda: triplet((5, 4), np.float64, 8), lambda: functools.partial(generated.pairwise_distance, p=2.0),
+                lambda: None),
+    "broadcast": (lambda: (triplet((5, 4), np.float64, 8)[0], triplet((1, 4), np.float64, 9)[1], triplet((5, 4), np.float64, 10)[2]),
+                  lambda: None, lambda: None),
+    "mixed_dtypes": (lambda: (triplet((5, 4), np.float32, 8)[0], *triplet((5, 4), np.float64, 9)[1:]), lambda: None,
+                     lambda: None),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_FUSED))
+def test_other_calls_stay_with_the_chain(fused_calls, case):
+    make, distance, torch_distance = NOT_FUSED[case]
+    arrays = make()
+    value, grads = generated.triplet_margin_with_distance_loss_value_and_grad(*arrays, distance_function=distance(), swap=True)
+    assert fused_calls["n"] == 0
+    tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+    expected = torch.nn.functional.triplet_margin_with_distance_loss(*tensors, distance_function=torch_distance(), swap=True)
+    expected_grads = torch.autograd.grad(expected, tensors)
+    assert value.dtype == expected.detach().numpy().dtype
+    support.assert_close(value, expected.detach().numpy(), np.float32 if case == "mixed_dtypes" else np.float64, "value")
+    for mine, theirs in zip(grads, expected_grads):
+        assert mine.shape == tuple(theirs.shape) and mine.dtype == theirs.numpy().dtype
+        support.assert_close(mine, theirs.numpy(), np.float32 if case == "mixed_dtypes" else np.float64, "gradient")
+
+
+@pytest.mark.parametrize("keywords, message", [
+    (dict(reduction="elementwise_mean"), "elementwise_mean is not a valid value for reduction"),
+    (dict(margin=0.0), "margin must be greater than 0, got 0.0"),
+])
+def test_a_fused_call_raises_the_chains_errors(fused_calls, keywords, message):
+    """triplet_margin_loss accepts 'elementwise_mean' (torch's C++ reductions do): the chain's
+    own checks run first, so the default distance raises as torch's Python loss does."""
+    arrays = triplet((3, 2), np.float64, 11)
+    with pytest.raises(ValueError, match=message):
+        torch.nn.functional.triplet_margin_with_distance_loss(*(torch.tensor(a) for a in arrays), **keywords)
+    with pytest.raises(ValueError, match=message):
+        generated.triplet_margin_with_distance_loss_value_and_grad(*arrays, **keywords)
+    assert fused_calls["n"] == 0
+
+
+def test_a_fused_spec_must_match_the_chains_signature():
+    """check_fused rejects a fused spec whose option defaults differ from the chain's, or from
+    the default distance's: the two would then not be one loss."""
+    import dataclasses
+    from pathlib import Path
+
+    from compiler.lang import Real
+    from compiler.load import load_specs
+    from compiler.pair import check_fused
+    from compiler.printer import SpecError
+
+    loaded = load_specs(Path(__file__).resolve().parent.parent / "specs")
+    check_fused(loaded)  # the shipped specs hold
+    for option, default, complaint in (("margin", 2.0, "its option 'margin' must be a Real with default 1.0"),
+                                       ("eps", 1e-8, "its option 'eps' (default 1e-08) must have the default of pairwise_distance")):
+        changed = []
+        for item in loaded:
+            if item.spec.name == "triplet_margin_loss":
+                params = tuple(dataclasses.replace(p, default=default) if isinstance(p, Real) and p.name == option else p
+                               for p in item.spec.params)
+                item = dataclasses.replace(item, spec=dataclasses.replace(item.spec, params=params))
+            changed.append(item)
+        with pytest.raises(SpecError, match=complaint.replace("(", r"\(").replace(")", r"\)")):
+            check_fused(changed)
