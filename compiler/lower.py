@@ -412,6 +412,9 @@ class _RowLowering:
         self.terms: dict[str, tuple[sympy.Symbol, sympy.Expr]] = {}
         # row arrays whose nonzero indices a listed sum runs over -> (list, count) names
         self.index_lists: dict[str, tuple[str, str]] = {}
+        # (id of the statement list, the sum with its index renamed) -> the name of its loop's
+        # result: a sum met again later in the same list reads that result (see lower_sums)
+        self.lowered: dict[tuple[int, sympy.Expr], sympy.Symbol] = {}
 
     @property
     def precision_array(self) -> str:
@@ -547,9 +550,17 @@ class _RowLowering:
         outermost = sorted({s for e in exprs for s in _outer_sums(e)}, key=sympy.default_sort_key)
         replacements = {}
         for node in outermost:
-            name = self.fresh("s")
             target = per_class if per_class is not None and self.k in node.free_symbols else stmts
-            target.append(self.reduction("sum", name, node.body, node.index, depth, target))
+            # one loop per distinct sum of a statement list: the same sum, met with another
+            # index or again inside another sum's body (a norm), reads the first loop's result.
+            # cosine_similarity's gradients named |x1|^2 four times and |x2|^2 four times: 11
+            # loops over each row where 5 do
+            key = (id(target), node.body.xreplace({node.index: _SUM_INDEX}))
+            name = self.lowered.get(key)
+            if name is None:
+                name = self.fresh("s")
+                target.append(self.reduction("sum", name, node.body, node.index, depth, target))
+                self.lowered[key] = name
             replacements[node] = name
         return [e.xreplace(replacements) for e in exprs]
 
@@ -610,6 +621,7 @@ class _RowLowering:
         row_stmts: list[Stmt] = []
         per_class: list[Stmt] = []
         self.index_lists = {}
+        self.lowered = {}  # keyed by the ids of this body's lists, which a later body may reuse
         lowered = self.lower_sums(exprs, row_stmts, 0, per_class)
         self.guard_sums(lowered, per_class, row_stmts)
         caches: tuple[tuple[str, str], ...] = ()
@@ -655,6 +667,9 @@ class _RowLowering:
         buffers = {value: sympy.IndexedBase(f"_d{i}", real=True)[at] for i, value in enumerate(values)}
         stored = tuple((f"_d{i}", self.code(value)) for i, value in enumerate(values))
         return stored, self.code(loss.xreplace(buffers))
+
+
+_SUM_INDEX = sympy.Symbol("_sum_index", integer=True)  # a sum's index when sums are compared
 
 
 def _calls_transcendental(expr: sympy.Expr) -> bool:

@@ -75,48 +75,32 @@ def _fused_plain_c(x1_a, x2_a, eps, ignore_index, go_a, scale, use_array, loss_o
             _s4 = 0.0
             for c0 in range(C):
                 _s4 += rt.ratio(x1_r[c0], rt.clamp_min_st(rt.norm_root(_s5, 2.0), eps))*rt.ratio(x2_r[c0], rt.clamp_min_st(rt.norm_root(_s6, 2.0), eps))
-            _s8 = 0.0
-            for c0 in range(C):
-                _s8 += (x1_r[c0]*x1_r[c0])
             _s7 = 0.0
             for c0 in range(C):
-                _s7 += rt.ratio(x1_r[c0], rt.clamp_min_st(rt.norm_root(_s8, 2.0), eps))*x2_r[c0]
-            _s10 = 0.0
+                _s7 += rt.ratio(x1_r[c0], rt.clamp_min_st(rt.norm_root(_s5, 2.0), eps))*x2_r[c0]
+            _s8 = 0.0
             for c0 in range(C):
-                _s10 += (x2_r[c0]*x2_r[c0])
-            _s9 = 0.0
-            for c0 in range(C):
-                _s9 += rt.ratio(x2_r[c0], rt.clamp_min_st(rt.norm_root(_s10, 2.0), eps))*x1_r[c0]
-            _s11 = 0.0
-            for c0 in range(C):
-                _s11 += (x1_r[c0]*x1_r[c0])
-            _s12 = 0.0
-            for c0 in range(C):
-                _s12 += (x1_r[c0]*x1_r[c0])
-            _s13 = 0.0
-            for c0 in range(C):
-                _s13 += (x2_r[c0]*x2_r[c0])
-            _s14 = 0.0
-            for c0 in range(C):
-                _s14 += (x2_r[c0]*x2_r[c0])
-            _t0 = rt.norm_root(_s11, 2.0)
-            _t1 = rt.norm_root(_s14, 2.0)
-            _t2 = rt.clamp_min_st(_t1, eps)
-            _t4 = rt.norm_root(_s12, 2.0)
+                _s8 += rt.ratio(x2_r[c0], rt.clamp_min_st(rt.norm_root(_s6, 2.0), eps))*x1_r[c0]
+            _t0 = rt.norm_root(_s5, 2.0)
+            _t1 = rt.clamp_min_st(_t0, eps)
+            _t2 = (1.0/(_t1*_t1))
+            _t3 = (0.0 if (_s5 == 0.0) else (0.5)/_t0)
+            _t4 = rt.norm_root(_s6, 2.0)
             _t5 = rt.clamp_min_st(_t4, eps)
-            _t7 = rt.norm_root(_s13, 2.0)
+            _t8 = (1.0/(_t5*_t5))
+            _t9 = (0.0 if (_s6 == 0.0) else (0.5)/_t4)
             loss = 1.0 - _s4
             if store:
                 loss_out[r] = loss
             else:
                 acc += loss
             for k in range(C):
-                _t3 = rt.ratio(x2_r[k], _t2)
-                _t6 = 2.0*(0.0 if (_s12 == 0.0) else (0.5)/_t4)*_cache0[k]/(_t5*_t5)
-                _t8 = rt.ratio(x1_r[k], _t5)
-                _t9 = 2.0*(0.0 if (_s14 == 0.0) else (0.5)/_t1)*_cache1[k]/(_t2*_t2)
-                x1_gr[k] = s * (2.0*_s9*(0.0 if (_s11 == 0.0) else (0.5)/_t0)*x1_r[k]/(rt.clamp_min_st(_t0, eps)*rt.clamp_min_st(_t0, eps)) - _t3*_t6 - _t3*(-_t6 + (1.0/(_t5))))
-                x2_gr[k] = s * (2.0*_s7*(0.0 if (_s13 == 0.0) else (0.5)/_t7)*x2_r[k]/(rt.clamp_min_st(_t7, eps)*rt.clamp_min_st(_t7, eps)) - _t8*_t9 - _t8*(-_t9 + (1.0/(_t2))))
+                _t6 = rt.ratio(x2_r[k], _t5)
+                _t7 = 2.0*_t2*_t3*_cache0[k]
+                _t10 = rt.ratio(x1_r[k], _t1)
+                _t11 = 2.0*_t8*_t9*_cache1[k]
+                x1_gr[k] = s * (2.0*_s8*_t2*_t3*x1_r[k] - _t6*_t7 - _t6*(-_t7 + (1.0/(_t1))))
+                x2_gr[k] = s * (2.0*_s7*_t8*_t9*x2_r[k] - _t10*_t11 - _t10*(-_t11 + (1.0/(_t5))))
         partials[chunk] = acc
     return rt.chunk_total(partials)
 
@@ -191,48 +175,32 @@ def _fused_plain_s(x1_a, x2_a, eps, ignore_index, go_a, scale, use_array, loss_o
             _s4 = 0.0
             for c0 in range(C):
                 _s4 += rt.ratio(x1_r[c0], rt.clamp_min_st(rt.norm_root(_s5, 2.0), eps))*rt.ratio(x2_r[c0], rt.clamp_min_st(rt.norm_root(_s6, 2.0), eps))
-            _s8 = 0.0
-            for c0 in range(C):
-                _s8 += (x1_r[c0]*x1_r[c0])
             _s7 = 0.0
             for c0 in range(C):
-                _s7 += rt.ratio(x1_r[c0], rt.clamp_min_st(rt.norm_root(_s8, 2.0), eps))*x2_r[c0]
-            _s10 = 0.0
+                _s7 += rt.ratio(x1_r[c0], rt.clamp_min_st(rt.norm_root(_s5, 2.0), eps))*x2_r[c0]
+            _s8 = 0.0
             for c0 in range(C):
-                _s10 += (x2_r[c0]*x2_r[c0])
-            _s9 = 0.0
-            for c0 in range(C):
-                _s9 += rt.ratio(x2_r[c0], rt.clamp_min_st(rt.norm_root(_s10, 2.0), eps))*x1_r[c0]
-            _s11 = 0.0
-            for c0 in range(C):
-                _s11 += (x1_r[c0]*x1_r[c0])
-            _s12 = 0.0
-            for c0 in range(C):
-                _s12 += (x1_r[c0]*x1_r[c0])
-            _s13 = 0.0
-            for c0 in range(C):
-                _s13 += (x2_r[c0]*x2_r[c0])
-            _s14 = 0.0
-            for c0 in range(C):
-                _s14 += (x2_r[c0]*x2_r[c0])
-            _t0 = rt.norm_root(_s11, 2.0)
-            _t1 = rt.norm_root(_s14, 2.0)
-            _t2 = rt.clamp_min_st(_t1, eps)
-            _t4 = rt.norm_root(_s12, 2.0)
+                _s8 += rt.ratio(x2_r[c0], rt.clamp_min_st(rt.norm_root(_s6, 2.0), eps))*x1_r[c0]
+            _t0 = rt.norm_root(_s5, 2.0)
+            _t1 = rt.clamp_min_st(_t0, eps)
+            _t2 = (1.0/(_t1*_t1))
+            _t3 = (0.0 if (_s5 == 0.0) else (0.5)/_t0)
+            _t4 = rt.norm_root(_s6, 2.0)
             _t5 = rt.clamp_min_st(_t4, eps)
-            _t7 = rt.norm_root(_s13, 2.0)
+            _t8 = (1.0/(_t5*_t5))
+            _t9 = (0.0 if (_s6 == 0.0) else (0.5)/_t4)
             loss = 1.0 - _s4
             if store:
                 loss_out[n, j] = loss
             else:
                 acc += loss
             for k in range(C):
-                _t3 = rt.ratio(x2_r[k], _t2)
-                _t6 = 2.0*(0.0 if (_s12 == 0.0) else (0.5)/_t4)*_cache0[k]/(_t5*_t5)
-                _t8 = rt.ratio(x1_r[k], _t5)
-                _t9 = 2.0*(0.0 if (_s14 == 0.0) else (0.5)/_t1)*_cache1[k]/(_t2*_t2)
-                x1_gr[k] = s * (2.0*_s9*(0.0 if (_s11 == 0.0) else (0.5)/_t0)*x1_r[k]/(rt.clamp_min_st(_t0, eps)*rt.clamp_min_st(_t0, eps)) - _t3*_t6 - _t3*(-_t6 + (1.0/(_t5))))
-                x2_gr[k] = s * (2.0*_s7*(0.0 if (_s13 == 0.0) else (0.5)/_t7)*x2_r[k]/(rt.clamp_min_st(_t7, eps)*rt.clamp_min_st(_t7, eps)) - _t8*_t9 - _t8*(-_t9 + (1.0/(_t2))))
+                _t6 = rt.ratio(x2_r[k], _t5)
+                _t7 = 2.0*_t2*_t3*_cache0[k]
+                _t10 = rt.ratio(x1_r[k], _t1)
+                _t11 = 2.0*_t8*_t9*_cache1[k]
+                x1_gr[k] = s * (2.0*_s8*_t2*_t3*x1_r[k] - _t6*_t7 - _t6*(-_t7 + (1.0/(_t1))))
+                x2_gr[k] = s * (2.0*_s7*_t8*_t9*x2_r[k] - _t10*_t11 - _t10*(-_t11 + (1.0/(_t5))))
         partials[chunk] = acc
     return rt.chunk_total(partials)
 

@@ -477,3 +477,26 @@ def test_outside_counts_counts_each_array_in_one_parallel_pass(dtype):
         assert rt.outside_counts((second,), lo, hi) == expected[1:]
         assert rt.all_within(first, lo, hi) == (expected[0] == 0)
     assert rt.outside_counts((first[:0], second[:3]), 0.0, 1.0) == [0, 0]
+
+
+def test_no_kernel_sums_the_same_term_twice_over_a_row():
+    """lower_sums gives each distinct sum of a statement list one loop: the same sum written with
+    another index, or met again inside another sum (a norm inside cosine's dot product), reads
+    the first loop's result. cosine_similarity's gradient kernel had 11 loops over each row where
+    5 do (float32 (65536, 128): 11.4 -> 5.6 ms)."""
+    import collections
+    import re
+
+    generated_dir = Path(__file__).resolve().parent.parent / "generated"
+    loop = re.compile(r"\n( +)(_s\d+\w*) = 0\.0\n +for (c\d+) in range\((\w+)\):\n +\2 \+= (.+)")
+    repeated = []
+    kernels = 0
+    for path in sorted(generated_dir.glob("*.py")):
+        for function in re.split(r"\n(?=@numba\.njit)", path.read_text()):
+            name = re.search(r"def (\w+)\(", function)
+            sums = collections.Counter(
+                (len(indent), bound, term.replace(index, "i")) for indent, _, index, bound, term in loop.findall(function))
+            kernels += bool(sums)
+            repeated += [(path.name, name.group(1) if name else "?", term) for term, count in sums.items() if count > 1]
+    assert kernels >= 10, "the pattern no longer matches the kernels' sum loops"
+    assert not repeated, repeated
