@@ -412,8 +412,8 @@ class _RowLowering:
         self.terms: dict[str, tuple[sympy.Symbol, sympy.Expr]] = {}
         # row arrays whose nonzero indices a listed sum runs over -> (list, count) names
         self.index_lists: dict[str, tuple[str, str]] = {}
-        # (id of the statement list, the sum with its index renamed) -> the name of its loop's
-        # result: a sum met again later in the same list reads that result (see lower_sums)
+        # (id of a row-level statement list, the sum with its index renamed) -> the name of its
+        # loop's result: a sum met again later in the same list reads that result (lower_sums)
         self.lowered: dict[tuple[int, sympy.Expr], sympy.Symbol] = {}
 
     @property
@@ -551,16 +551,18 @@ class _RowLowering:
         replacements = {}
         for node in outermost:
             target = per_class if per_class is not None and self.k in node.free_symbols else stmts
-            # one loop per distinct sum of a statement list: the same sum, met with another
-            # index or again inside another sum's body (a norm), reads the first loop's result.
-            # cosine_similarity's gradients named |x1|^2 four times and |x2|^2 four times: 11
-            # loops over each row where 5 do
+            # one loop per distinct sum of a row-level list (the body's row or per-class
+            # statements): the same sum, met with another index or again inside another sum's
+            # body (a norm), reads the first loop's result. cosine_similarity's gradients named
+            # |x1|^2 four times and |x2|^2 four times: 11 loops over each row where 5 do. Not
+            # deeper: a loop's inner list dies with it, and a later list could reuse its id
             key = (id(target), node.body.xreplace({node.index: _SUM_INDEX}))
-            name = self.lowered.get(key)
+            name = self.lowered.get(key) if depth == 0 else None
             if name is None:
                 name = self.fresh("s")
                 target.append(self.reduction("sum", name, node.body, node.index, depth, target))
-                self.lowered[key] = name
+                if depth == 0:
+                    self.lowered[key] = name
             replacements[node] = name
         return [e.xreplace(replacements) for e in exprs]
 
