@@ -1974,10 +1974,9 @@ class RowPlan:
                 return None
             grad = given[0]
         if self.store:
-            out = flat_output(self.shape[0], self.dtype)
-            run(self.fused, self.nchunks, x, target, *self.scalars, self.ignore, self.one, 1.0, False, out,
+            value = flat_output(self.shape[0], self.dtype)  # the loss per row
+            run(self.fused, self.nchunks, x, target, *self.scalars, self.ignore, self.one, 1.0, False, value,
                 self.nchunks, True, grad)
-            value = out
         else:
             scale = float(self.coefficient_of(denominator))
             total = run(self.fused, self.nchunks, x, target, *self.scalars, self.ignore, self.one, scale, False,
